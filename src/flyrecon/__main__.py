@@ -1,0 +1,5 @@
+"""`python -m flyrecon`."""
+
+from flyrecon.cli import main
+
+main()

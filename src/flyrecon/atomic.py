@@ -1,0 +1,56 @@
+"""Atomic writes: every output goes to a temporary name in its folder, then is renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary file is removed if the block raises, so a file at ``path`` is always complete.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically with ``writer(file_object)``, flushing to disk before the rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write text atomically (UTF-8)."""
+    return write_with(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically, indented, with a trailing newline."""
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,101 @@
+"""Options shared by several commands, declared once as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ProbeInit, ReconSettings
+
+_DEFAULTS = ReconSettings()
+RECON = "Reconstruction settings"
+
+AlgorithmOpt = Annotated[
+    Algorithm,
+    typer.Option("--algorithm", help="pty-chi engine.", case_sensitive=False,
+                 rich_help_panel=RECON),
+]
+EpochsOpt = Annotated[
+    int,
+    typer.Option("--num-epochs", min=1, help="Exactly this many epochs.", rich_help_panel=RECON),
+]
+NImagesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--n-images", min=2,
+        help="Use the first N patterns (default: all; more than the file holds is an error).",
+        rich_help_panel=RECON,
+    ),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Patterns per update.", rich_help_panel=RECON)
+]
+DeviceOpt = Annotated[
+    Device,
+    typer.Option("--device", help="auto takes CUDA when torch sees a GPU.", case_sensitive=False,
+                 rich_help_panel=RECON),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", min=0, help="Seed of pty-chi's random choices.",
+                      rich_help_panel=RECON)
+]
+ObjectInitOpt = Annotated[
+    ObjectInit,
+    typer.Option("--object-init", help="ones: blind baseline; guess: start from objectGuess.",
+                 case_sensitive=False, rich_help_panel=RECON),
+]
+ProbeInitOpt = Annotated[
+    ProbeInit,
+    typer.Option(
+        "--probe-init",
+        help="guess: probeGuess as stored; scaled: probeGuess scaled to the data's power; "
+        "data: from the mean diffraction amplitude.",
+        case_sensitive=False, rich_help_panel=RECON,
+    ),
+]
+NoiseOpt = Annotated[
+    NoiseModel,
+    typer.Option("--noise-model", help="Likelihood of the counts.", case_sensitive=False,
+                 rich_help_panel=RECON),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1,
+                 help="torch CPU threads (1 makes seeded runs bitwise repeatable).",
+                 rich_help_panel=RECON),
+]
+OutputDirOpt = Annotated[
+    Path, typer.Option("--output-dir", help="Folder for the results (created if missing).")
+]
+
+
+def recon_settings(
+    algorithm: Algorithm,
+    num_epochs: int,
+    n_images: int | None,
+    batch_size: int,
+    device: Device,
+    seed: int,
+    object_init: ObjectInit,
+    probe_init: ProbeInit,
+    noise_model: NoiseModel,
+    threads: int | None,
+) -> ReconSettings:
+    """Build the shared settings model from the shared flags."""
+    return ReconSettings(
+        algorithm=algorithm,
+        num_epochs=num_epochs,
+        n_images=n_images,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        object_init=object_init,
+        probe_init=probe_init,
+        noise_model=noise_model,
+        threads=threads,
+    )
+
+
+DEFAULTS = _DEFAULTS

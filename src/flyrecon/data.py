@@ -1,0 +1,233 @@
+"""The DATA-001 NPZ contract: the one place flyrecon reads and writes dataset files.
+
+See docs/data-contract.md. Files are loaded with ``allow_pickle=False``; metadata travels as a
+JSON string under the key ``metadata``. Every problem becomes an `InputError` naming the file,
+the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flyrecon.atomic import write_with
+from flyrecon.errors import InputError
+
+REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
+METADATA_KEY = "metadata"
+
+
+@dataclass(frozen=True)
+class PtychoDataset:
+    """A DATA-001 dataset in memory (amplitudes, not intensities)."""
+
+    diffraction: np.ndarray
+    """(n, N, N) float32 measured amplitude, DC at the centre."""
+    object_guess: np.ndarray
+    """(H, W) complex64 object; the ground truth for synthetic data."""
+    probe_guess: np.ndarray
+    """(N, N) complex64 probe."""
+    xcoords: np.ndarray
+    """(n,) float64 probe-centre column in objectGuess pixels."""
+    ycoords: np.ndarray
+    """(n,) float64 probe-centre row in objectGuess pixels."""
+    y_patches: np.ndarray | None = None
+    """Optional (n, K, K) complex64 ground-truth object patches."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Free-form metadata (JSON)."""
+    total_patterns: int = 0
+    """Patterns in the file (before any `n_images` selection)."""
+
+    @property
+    def n_patterns(self) -> int:
+        return int(self.diffraction.shape[0])
+
+    @property
+    def pattern_size(self) -> int:
+        return int(self.diffraction.shape[-1])
+
+
+def _fail(path: Path, problem: str, key: str | None = None) -> InputError:
+    return InputError(path, problem, key)
+
+
+def _check_is_npz(path: Path) -> None:
+    if not path.exists():
+        raise _fail(path, "file not found")
+    if path.is_dir():
+        raise _fail(path, "is a directory, expected an .npz file")
+    if path.stat().st_size == 0:
+        raise _fail(path, "file is empty")
+    if not zipfile.is_zipfile(path):
+        raise _fail(path, "not an NPZ archive (not a zip file)")
+
+
+def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
+    try:
+        arr = npz[key]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise _fail(path, "holds a pickled object array; refusing to load it", key) from None
+        raise _fail(path, f"cannot be read ({exc})", key) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
+    if arr.dtype.hasobject:
+        raise _fail(path, "holds Python objects, expected numbers", key)
+    return arr
+
+
+def _check_ndim(arr: np.ndarray, path: Path, key: str, ndim: int) -> None:
+    if arr.ndim != ndim:
+        raise _fail(path, f"expected {ndim}-D array, got shape {arr.shape}", key)
+
+
+def _as_real(arr: np.ndarray, path: Path, key: str, dtype: type) -> np.ndarray:
+    if np.iscomplexobj(arr):
+        raise _fail(path, f"expected real numbers, got {arr.dtype}", key)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise _fail(path, f"expected real numbers, got dtype {arr.dtype}", key)
+    return arr.astype(dtype, copy=False)
+
+
+def _as_complex(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if not np.iscomplexobj(arr):
+        raise _fail(path, f"expected complex numbers, got {arr.dtype}", key)
+    return arr.astype(np.complex64, copy=False)
+
+
+def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise _fail(path, f"holds {bad} NaN or Inf value(s)", key)
+
+
+def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
+    if METADATA_KEY not in npz.files:
+        return {}
+    raw = _read_array(npz, path, METADATA_KEY)
+    if raw.dtype.kind not in "US" or raw.size != 1:
+        raise _fail(path, "expected a JSON string", METADATA_KEY)
+    text = raw.item()
+    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"is not valid JSON ({exc.msg})", METADATA_KEY) from None
+    if not isinstance(meta, dict):
+        raise _fail(path, "expected a JSON object", METADATA_KEY)
+    return meta
+
+
+def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset:
+    """Read and validate a DATA-001 NPZ; keep the first `n_images` patterns when given.
+
+    Raises `InputError` (exit code 2) for every violation of the contract.
+    """
+    path = Path(path)
+    _check_is_npz(path)
+    try:
+        npz_ctx = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(path, f"not a readable NPZ archive ({exc})") from None
+    with npz_ctx as npz:
+        missing = [k for k in REQUIRED_KEYS if k not in npz.files]
+        if missing:
+            raise _fail(path, "missing required key", missing[0])
+        arrays = {k: _read_array(npz, path, k) for k in REQUIRED_KEYS}
+        y_patches = _read_array(npz, path, "Y") if "Y" in npz.files else None
+        metadata = _read_metadata(npz, path)
+
+    diffraction = arrays["diffraction"]
+    _check_ndim(diffraction, path, "diffraction", 3)
+    diffraction = _as_real(diffraction, path, "diffraction", np.float32)
+    n, rows, cols = diffraction.shape
+    if rows != cols:
+        raise _fail(path, f"patterns must be square, got {rows}x{cols}", "diffraction")
+    if n < 2:
+        raise _fail(path, f"needs at least 2 patterns, got {n}", "diffraction")
+    _check_finite(diffraction, path, "diffraction")
+    if (diffraction < 0).any():
+        raise _fail(path, "holds negative amplitudes", "diffraction")
+    if not diffraction.any():
+        raise _fail(path, "all patterns are zero", "diffraction")
+
+    probe = arrays["probeGuess"]
+    _check_ndim(probe, path, "probeGuess", 2)
+    probe = _as_complex(probe, path, "probeGuess")
+    if probe.shape != (rows, cols):
+        raise _fail(
+            path, f"shape {probe.shape} does not match the patterns {(rows, cols)}", "probeGuess"
+        )
+    _check_finite(probe, path, "probeGuess")
+    if not probe.any():
+        raise _fail(path, "probe is zero everywhere", "probeGuess")
+
+    obj = arrays["objectGuess"]
+    _check_ndim(obj, path, "objectGuess", 2)
+    obj = _as_complex(obj, path, "objectGuess")
+    _check_finite(obj, path, "objectGuess")
+
+    coords = {}
+    for key in ("xcoords", "ycoords"):
+        arr = arrays[key]
+        _check_ndim(arr, path, key, 1)
+        arr = _as_real(arr, path, key, np.float64)
+        if arr.shape[0] != n:
+            raise _fail(path, f"length {arr.shape[0]} does not match {n} patterns", key)
+        _check_finite(arr, path, key)
+        coords[key] = arr
+    height, width = obj.shape
+    for key, limit in (("xcoords", width), ("ycoords", height)):
+        arr = coords[key]
+        if arr.min() < 0 or arr.max() > limit:
+            raise _fail(
+                path,
+                f"positions [{arr.min():.1f}, {arr.max():.1f}] lie outside the object (0..{limit})",
+                key,
+            )
+
+    if y_patches is not None:
+        _check_ndim(y_patches, path, "Y", 3)
+        y_patches = _as_complex(y_patches, path, "Y")
+        if y_patches.shape[0] != n:
+            raise _fail(path, f"length {y_patches.shape[0]} does not match {n} patterns", "Y")
+
+    if n_images is not None:
+        if n_images > n:
+            raise _fail(path, f"--n-images {n_images} asks for more than the {n} patterns held")
+        diffraction = diffraction[:n_images]
+        coords = {k: v[:n_images] for k, v in coords.items()}
+        y_patches = None if y_patches is None else y_patches[:n_images]
+
+    return PtychoDataset(
+        diffraction=diffraction,
+        object_guess=obj,
+        probe_guess=probe,
+        xcoords=coords["xcoords"],
+        ycoords=coords["ycoords"],
+        y_patches=y_patches,
+        metadata=metadata,
+        total_patterns=n,
+    )
+
+
+def save_dataset(path: Path | str, dataset: PtychoDataset, *, compress: bool = True) -> Path:
+    """Write a DATA-001 NPZ atomically (metadata as a JSON string, no object arrays)."""
+    arrays: dict[str, np.ndarray] = {
+        "diffraction": np.asarray(dataset.diffraction, dtype=np.float32),
+        "objectGuess": np.asarray(dataset.object_guess, dtype=np.complex64),
+        "probeGuess": np.asarray(dataset.probe_guess, dtype=np.complex64),
+        "xcoords": np.asarray(dataset.xcoords, dtype=np.float64),
+        "ycoords": np.asarray(dataset.ycoords, dtype=np.float64),
+        "scan_index": np.arange(dataset.n_patterns, dtype=np.int64),
+        METADATA_KEY: np.array(json.dumps(dataset.metadata, sort_keys=True)),
+    }
+    if dataset.y_patches is not None:
+        arrays["Y"] = np.asarray(dataset.y_patches, dtype=np.complex64)
+    save = np.savez_compressed if compress else np.savez
+    return write_with(Path(path), lambda fh: save(fh, **arrays))

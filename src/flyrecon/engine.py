@@ -1,0 +1,215 @@
+"""Every pty-chi call in flyrecon lives here; torch and pty-chi are imported only inside.
+
+`run_engine` takes arrays already in pty-chi's conventions (intensities, positions relative to
+the canvas centre) and returns numpy results. It runs epoch by epoch so it can report progress
+and stop at the first non-finite loss, raising `ReconstructionError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flyrecon.errors import ReconstructionError
+from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
+
+EpochCallback = Callable[[int, int, float], None]
+"""Called after each epoch with (epochs done, epochs total, loss)."""
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    """What pty-chi needs, in its conventions."""
+
+    intensities: np.ndarray
+    """(n, N, N) float32 measured intensity, DC at the centre."""
+    positions_px: np.ndarray
+    """(n, 2) [y, x] probe centres relative to the object-buffer centre."""
+    object_init: np.ndarray
+    """(H, W) complex64 initial object."""
+    probe_init: np.ndarray
+    """(N, N) complex64 initial probe."""
+
+
+@dataclass
+class EngineResult:
+    """What came out of pty-chi."""
+
+    object: np.ndarray
+    probe: np.ndarray
+    positions_px: np.ndarray
+    loss_history: list[float]
+    options: dict[str, Any]
+    device: str
+    epochs_run: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (imports torch)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: Device) -> str:
+    """`cpu` or `cuda` for the requested device; asking for CUDA without one is an error."""
+    if device == Device.CPU:
+        return "cpu"
+    has_cuda = cuda_available()
+    if device == Device.CUDA and not has_cuda:
+        raise ReconstructionError("--device cuda was requested but torch sees no CUDA device")
+    return "cuda" if has_cuda else "cpu"
+
+
+def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
+    """The pty-chi options object for `settings` (blind positions: not refined)."""
+    import ptychi.api as api
+
+    algorithm = settings.algorithm
+    if algorithm == Algorithm.LSQML:
+        options = api.LSQMLOptions()
+        options.reconstructor_options.noise_model = (
+            api.NoiseModels.POISSON
+            if settings.noise_model == NoiseModel.POISSON
+            else api.NoiseModels.GAUSSIAN
+        )
+    elif algorithm == Algorithm.DM:
+        options = api.DMOptions()
+    elif algorithm == Algorithm.EPIE:
+        options = api.EPIEOptions()
+    elif algorithm == Algorithm.RPIE:
+        options = api.RPIEOptions()
+        options.object_options.alpha = 1.0
+        options.object_options.step_size = 0.1
+        options.probe_options.alpha = 1.0
+        options.probe_options.step_size = 0.1
+    elif algorithm == Algorithm.ADAM:
+        options = api.AutodiffPtychographyOptions()
+        options.reconstructor_options.loss_function = (
+            api.LossFunctions.POISSON
+            if settings.noise_model == NoiseModel.POISSON
+            else api.LossFunctions.MSE_SQRT
+        )
+        options.object_options.optimizer = api.Optimizers.ADAM
+        options.object_options.step_size = 1e-2
+        options.probe_options.optimizer = api.Optimizers.ADAM
+        options.probe_options.step_size = 1e-3
+    else:  # pragma: no cover - the enum is exhaustive
+        raise ReconstructionError(f"unknown algorithm {algorithm}")
+
+    rec = options.reconstructor_options
+    rec.num_epochs = settings.num_epochs
+    rec.batch_size = min(settings.batch_size, n_patterns)
+    rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
+    rec.random_seed = settings.seed
+    rec.allow_nondeterministic_algorithms = settings.seed is None
+    options.object_options.optimizable = True
+    options.probe_options.optimizable = True
+    options.probe_position_options.optimizable = False
+    options.data_options.fft_shift = True
+    return options
+
+
+@contextmanager
+def _torch_state(threads: int | None):
+    """Set torch's thread count for the run; restore the global state pty-chi changes."""
+    import torch
+
+    old_threads = torch.get_num_threads()
+    old_device = torch.get_default_device()
+    old_dtype = torch.get_default_dtype()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.set_default_device(old_device)
+        torch.set_default_dtype(old_dtype)
+
+
+def _last_loss(task: Any) -> float:
+    table = task.reconstructor.loss_tracker.table
+    if len(table) == 0:
+        return math.nan
+    return float(table["loss"].iloc[-1])
+
+
+def run_engine(
+    inp: EngineInput,
+    settings: ReconSettings,
+    *,
+    on_epoch: EpochCallback | None = None,
+) -> EngineResult:
+    """Run pty-chi for exactly `settings.num_epochs` epochs and return the result.
+
+    Raises `ReconstructionError` when pty-chi raises or the loss stops being finite.
+    """
+    import logging
+    import warnings
+
+    device = resolve_device(settings.device)
+    with _torch_state(settings.threads), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        from ptychi.api.task import PtychographyTask
+
+        logging.getLogger("ptychi").setLevel(logging.WARNING)
+        options = build_options(settings, device, inp.intensities.shape[0])
+        try:
+            task = PtychographyTask(
+                options,
+                diffraction_data=inp.intensities,
+                object_data=inp.object_init[None],
+                probe_data=inp.probe_init[None, None],
+                probe_position_x_px=inp.positions_px[:, 1],
+                probe_position_y_px=inp.positions_px[:, 0],
+            )
+        except Exception as exc:
+            raise ReconstructionError(f"pty-chi could not set up the task: {_one_line(exc)}") from exc
+
+        losses: list[float] = []
+        for epoch in range(1, settings.num_epochs + 1):
+            try:
+                task.run(n_epochs=1)
+            except Exception as exc:
+                raise ReconstructionError(
+                    f"pty-chi failed at epoch {epoch}: {_one_line(exc)}"
+                ) from exc
+            loss = _last_loss(task)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                raise ReconstructionError(f"loss became {loss} at epoch {epoch}")
+            if on_epoch is not None:
+                on_epoch(epoch, settings.num_epochs, loss)
+
+        obj = task.get_data_to_cpu("object", as_numpy=True)[0]
+        probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
+        positions = task.get_data_to_cpu("probe_positions", as_numpy=True)
+        if not (np.isfinite(obj).all() and np.isfinite(probe).all()):
+            raise ReconstructionError("the reconstructed object or probe holds NaN or Inf")
+        try:
+            options_dict = json.loads(json.dumps(options.get_dict(), default=str))
+        except Exception:  # pragma: no cover - recording options must never fail a job
+            options_dict = {"unavailable": True}
+        del task
+    return EngineResult(
+        object=obj.astype(np.complex64),
+        probe=probe.astype(np.complex64),
+        positions_px=np.asarray(positions, dtype=np.float64),
+        loss_history=losses,
+        options=options_dict,
+        device=device,
+        epochs_run=len(losses),
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

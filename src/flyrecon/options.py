@@ -1,0 +1,109 @@
+"""Typed options shared by every command: defined once, validated by pydantic.
+
+`ReconSettings` holds everything that decides how one reconstruction runs; `reconstruct`
+takes it together with its input and output paths, and `study-run` applies the same settings
+to every job of its matrix, so one study job equals one `flyrecon reconstruct` call.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Algorithm(StrEnum):
+    """Reconstruction engines (all pty-chi)."""
+
+    LSQML = "LSQML"
+    """Least-squares maximum likelihood: the study's classical baseline."""
+    DM = "DM"
+    """Difference map."""
+    EPIE = "ePIE"
+    """Extended ptychographic iterative engine."""
+    RPIE = "rPIE"
+    """Regularised PIE (step size 0.1, alpha 1: the defaults diverge)."""
+    ADAM = "Adam"
+    """pty-chi's automatic-differentiation engine with the Adam optimiser."""
+
+
+class Device(StrEnum):
+    """Where the reconstruction runs; `auto` takes CUDA when torch sees a GPU."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class ObjectInit(StrEnum):
+    """Initial object: `ones` is the blind baseline; `guess` starts from objectGuess."""
+
+    ONES = "ones"
+    GUESS = "guess"
+
+
+class ProbeInit(StrEnum):
+    """Initial probe.
+
+    `guess`: probeGuess as stored. `scaled`: probeGuess rescaled so that its far-field power
+    matches the mean measured counts (gradient engines need this; LSQML rescales by itself).
+    `data`: a blind start, the inverse transform of the mean diffraction amplitude.
+    """
+
+    GUESS = "guess"
+    SCALED = "scaled"
+    DATA = "data"
+
+
+class NoiseModel(StrEnum):
+    """Likelihood of the measured counts (LSQML's noise model; the Adam engine's loss)."""
+
+    GAUSSIAN = "gaussian"
+    POISSON = "poisson"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ReconSettings(_Model):
+    """How one reconstruction runs. Every field maps to one `reconstruct` flag."""
+
+    algorithm: Algorithm = Algorithm.LSQML
+    """Engine."""
+    num_epochs: int = Field(default=50, ge=1, le=100_000)
+    """Exactly this many epochs (passes over the patterns)."""
+    n_images: int | None = Field(default=None, ge=2)
+    """Use the first n patterns; None uses all. More than the file holds is an error."""
+    batch_size: int = Field(default=32, ge=1)
+    """Patterns per update."""
+    device: Device = Device.AUTO
+    """Compute device."""
+    seed: int | None = Field(default=0, ge=0)
+    """Seed for pty-chi's random choices (batching); None leaves it unseeded."""
+    object_init: ObjectInit = ObjectInit.ONES
+    """Initial object policy."""
+    probe_init: ProbeInit = ProbeInit.GUESS
+    """Initial probe policy."""
+    noise_model: NoiseModel = NoiseModel.GAUSSIAN
+    """Noise model of the measured intensities."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch CPU threads; None keeps torch's default. One thread makes seeded runs bitwise
+    repeatable."""
+
+
+class ReconstructOptions(_Model):
+    """One reconstruction: its input file, its output folder and its settings."""
+
+    input_npz: Path
+    output_dir: Path
+    settings: ReconSettings = ReconSettings()
+    log_name: str = "reconstruct.log"
+    """Name of the log file written in `output_dir`."""
+
+    @model_validator(mode="after")
+    def _log_name_is_a_plain_name(self) -> ReconstructOptions:
+        if Path(self.log_name).name != self.log_name or self.log_name in {"", ".", ".."}:
+            raise ValueError(f"log_name must be a plain file name, got {self.log_name!r}")
+        return self

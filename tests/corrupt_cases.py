@@ -1,0 +1,166 @@
+"""Invalid DATA-001 inputs, generated on the fly (no committed binaries).
+
+Each case writes one bad file and names the problem its message must contain.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from conftest import simulated_dataset
+
+Arrays = dict[str, np.ndarray]
+
+
+def valid_arrays() -> Arrays:
+    data = simulated_dataset(object_px=64, step_px=8, seed=3)
+    return {
+        "diffraction": data.diffraction,
+        "objectGuess": data.object_guess,
+        "probeGuess": data.probe_guess,
+        "xcoords": data.xcoords,
+        "ycoords": data.ycoords,
+    }
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    write: Callable[[Path], Path]
+    expect: tuple[str, ...]
+    """Fragments the one-line error must contain (besides the file name)."""
+
+
+def _npz(mutate: Callable[[Arrays], Arrays]) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        path = folder / "bad.npz"
+        np.savez(path, **mutate(valid_arrays()))
+        return path
+
+    return write
+
+
+def _set(key: str, value: Callable[[Arrays], np.ndarray]) -> Callable[[Arrays], Arrays]:
+    def mutate(a: Arrays) -> Arrays:
+        a[key] = value(a)
+        return a
+
+    return mutate
+
+
+def _drop(key: str) -> Callable[[Arrays], Arrays]:
+    def mutate(a: Arrays) -> Arrays:
+        del a[key]
+        return a
+
+    return mutate
+
+
+def _with_nan(key: str, value: float) -> Callable[[Arrays], Arrays]:
+    def mutate(a: Arrays) -> Arrays:
+        arr = a[key].copy()
+        arr.flat[5] = value
+        a[key] = arr
+        return a
+
+    return mutate
+
+
+def _raw(content: bytes, name: str = "bad.npz") -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        path = folder / name
+        path.write_bytes(content)
+        return path
+
+    return write
+
+
+def _truncated(folder: Path) -> Path:
+    good = folder / "good.npz"
+    np.savez(good, **valid_arrays())
+    path = folder / "bad.npz"
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return path
+
+
+def _directory(folder: Path) -> Path:
+    path = folder / "bad.npz"
+    path.mkdir()
+    return path
+
+
+class _Boom:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(__file__).with_name("PWNED"),))
+
+
+def _pickled(key: str) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        arrays = valid_arrays()
+        bomb = np.empty(1, dtype=object)
+        bomb[0] = _Boom()
+        arrays[key] = bomb
+        path = folder / "bad.npz"
+        np.savez(path, **arrays)
+        return path
+
+    return write
+
+
+def _zip_not_npy(folder: Path) -> Path:
+    path = folder / "bad.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("diffraction.npy", b"not an array")
+    return path
+
+
+CASES: list[Case] = [
+    *[Case(f"missing-{k}", _npz(_drop(k)), ("missing required key", k))
+      for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")],
+    Case("diffraction-2d", _npz(_set("diffraction", lambda a: a["diffraction"][0])),
+         ("diffraction", "3-D")),
+    Case("probe-3d", _npz(_set("probeGuess", lambda a: a["probeGuess"][None])),
+         ("probeGuess", "2-D")),
+    Case("coords-2d", _npz(_set("xcoords", lambda a: a["xcoords"][:, None])), ("xcoords", "1-D")),
+    Case("complex-diffraction",
+         _npz(_set("diffraction", lambda a: a["diffraction"].astype(np.complex64))),
+         ("diffraction", "real")),
+    Case("real-object", _npz(_set("objectGuess", lambda a: np.abs(a["objectGuess"]))),
+         ("objectGuess", "complex")),
+    Case("real-probe", _npz(_set("probeGuess", lambda a: np.abs(a["probeGuess"]))),
+         ("probeGuess", "complex")),
+    Case("string-coords", _npz(_set("ycoords", lambda a: a["ycoords"].astype(str))),
+         ("ycoords", "real")),
+    *[Case(f"{bad}-{k}", _npz(_with_nan(k, v)), (k, "NaN or Inf"))
+      for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
+      for bad, v in (("nan", np.nan), ("inf", np.inf))],
+    Case("negative-amplitude", _npz(_with_nan("diffraction", -1.0)), ("diffraction", "negative")),
+    Case("all-zero-diffraction",
+         _npz(_set("diffraction", lambda a: np.zeros_like(a["diffraction"]))),
+         ("diffraction", "zero")),
+    Case("length-mismatch", _npz(_set("xcoords", lambda a: a["xcoords"][:-1])),
+         ("xcoords", "does not match")),
+    Case("one-position", _npz(lambda a: {k: (v[:1] if k in ("diffraction", "xcoords", "ycoords")
+                                             else v) for k, v in a.items()}),
+         ("diffraction", "at least 2")),
+    Case("non-square", _npz(_set("diffraction", lambda a: a["diffraction"][:, :, :-2])),
+         ("diffraction", "square")),
+    Case("probe-shape", _npz(_set("probeGuess", lambda a: np.ones((16, 16), np.complex64))),
+         ("probeGuess", "does not match")),
+    Case("positions-outside", _npz(_set("xcoords", lambda a: a["xcoords"] + 500)),
+         ("xcoords", "outside the object")),
+    Case("empty-file", _raw(b""), ("empty",)),
+    Case("truncated-zip", _truncated, ("NPZ",)),
+    Case("not-npz", _raw(b"hello, I am a text file\n" * 10), ("not an NPZ",)),
+    Case("zip-without-arrays", _zip_not_npy, ("missing required key",)),
+    Case("directory", _directory, ("directory",)),
+    Case("pickled-diffraction", _pickled("diffraction"), ("diffraction", "pickled")),
+    Case("missing-file", lambda folder: folder / "absent.npz", ("not found",)),
+]

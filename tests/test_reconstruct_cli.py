@@ -1,0 +1,196 @@
+"""`flyrecon reconstruct` with pty-chi stubbed: every option reaches the engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flyrecon import engine
+from flyrecon.cli import app
+from flyrecon.data import load_dataset
+from flyrecon.engine import EngineInput, EngineResult
+from flyrecon.errors import ReconstructionError
+from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ProbeInit, ReconSettings
+
+runner = CliRunner()
+
+
+class FakeEngine:
+    """Records what the engine was given; returns the initial guesses as the result."""
+
+    def __init__(self, fail_with: Exception | None = None, losses: list[float] | None = None):
+        self.calls: list[tuple[EngineInput, ReconSettings]] = []
+        self.fail_with = fail_with
+        self.losses = losses
+
+    def __call__(self, inp: EngineInput, settings: ReconSettings, *, on_epoch=None):
+        self.calls.append((inp, settings))
+        if self.fail_with is not None:
+            raise self.fail_with
+        losses = self.losses or [1.0 / (k + 1) for k in range(settings.num_epochs)]
+        for k, loss in enumerate(losses, start=1):
+            if on_epoch:
+                on_epoch(k, len(losses), loss)
+        return EngineResult(
+            object=inp.object_init, probe=inp.probe_init, positions_px=inp.positions_px,
+            loss_history=losses, options={"stub": True}, device="cpu", epochs_run=len(losses),
+        )
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    fake = FakeEngine()
+    monkeypatch.setattr(engine, "run_engine", fake)
+    return fake
+
+
+def test_main_uses_cli_arguments(tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine) -> None:
+    out = tmp_path / "nested" / "out"
+    args = [
+        "reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(out),
+        "--algorithm", "rPIE", "--num-epochs", "7", "--n-images", "40", "--batch-size", "9",
+        "--device", "cpu", "--seed", "11", "--object-init", "guess", "--probe-init", "scaled",
+        "--noise-model", "poisson", "--threads", "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (inp, settings), = fake_engine.calls
+    assert settings == ReconSettings(
+        algorithm=Algorithm.RPIE, num_epochs=7, n_images=40, batch_size=9, device=Device.CPU,
+        seed=11, object_init=ObjectInit.GUESS, probe_init=ProbeInit.SCALED,
+        noise_model=NoiseModel.POISSON, threads=1,
+    )
+    data = load_dataset(tiny_npz)
+    # n-images: the first 40 patterns, squared into intensities
+    np.testing.assert_allclose(inp.intensities, data.diffraction[:40] ** 2, rtol=1e-6)
+    assert inp.positions_px.shape == (40, 2)
+    # object-init guess: the canvas holds objectGuess, not ones
+    assert not np.allclose(inp.object_init, 1)
+    # probe-init scaled: probeGuess times a positive factor matching the data's power
+    ratio = inp.probe_init / data.probe_guess
+    assert np.allclose(ratio, ratio.flat[0], rtol=1e-4) and abs(ratio.flat[0]) > 1
+    mean_counts = np.mean(np.sum(data.diffraction[:40].astype(float) ** 2, axis=(1, 2)))
+    assert np.isclose(32**2 * np.sum(np.abs(inp.probe_init) ** 2), mean_counts, rtol=1e-3)
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["returncode"] == 0 and saved["n_patterns"] == 40
+    assert saved["options"]["algorithm"] == "rPIE"
+
+
+def test_defaults_are_blind_and_use_every_pattern(
+    tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
+) -> None:
+    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz),
+                                 "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (inp, settings), = fake_engine.calls
+    data = load_dataset(tiny_npz)
+    assert settings == ReconSettings()
+    assert inp.intensities.shape[0] == data.n_patterns
+    assert np.array_equal(inp.object_init, np.ones_like(inp.object_init))
+    np.testing.assert_array_equal(inp.probe_init, data.probe_guess)
+
+
+def test_outputs_are_complete_and_typed(
+    tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
+) -> None:
+    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir",
+                                 str(tmp_path), "--num-epochs", "3"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["metrics.json", "ptychi_reconstruction.npz", "reconstruct.log",
+                            "reconstruction.png", "result.json"])
+    with np.load(tmp_path / "ptychi_reconstruction.npz", allow_pickle=False) as npz:
+        assert npz["object"].dtype == np.complex64 and npz["probe"].dtype == np.complex64
+        assert npz["loss_history"].shape == (3,)
+        assert str(npz["algorithm"]) == "LSQML" and int(npz["num_epochs"]) == 3
+        assert json.loads(str(npz["ptychi_options_json"])) == {"stub": True}
+    assert (tmp_path / "reconstruction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "epoch 3/3" in (tmp_path / "reconstruct.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (ReconstructionError("loss became nan at epoch 3"), "loss became nan at epoch 3"),
+        (RuntimeError("singular matrix"), "RuntimeError: singular matrix"),
+    ],
+)
+def test_engine_failure_is_exit_1_with_one_line(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception,
+    expected: str,
+) -> None:
+    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=failure))
+    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz),
+                                 "--output-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert expected in result.stderr and "Traceback" not in result.output
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["status"] == "failed" and saved["returncode"] == 1
+    assert not (tmp_path / "ptychi_reconstruction.npz").exists()
+
+
+def test_debug_flag_shows_the_traceback(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=RuntimeError("boom")))
+    result = runner.invoke(app, ["--debug", "reconstruct", "--input-npz", str(tiny_npz),
+                                 "--output-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" in result.stderr
+
+
+def test_rerun_failure_removes_stale_results(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "run_engine", FakeEngine())
+    args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=RuntimeError("x")))
+    assert runner.invoke(app, args).exit_code == 1
+    assert not (tmp_path / "ptychi_reconstruction.npz").exists()
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
+
+
+def test_no_temporary_files_left(tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine) -> None:
+    runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_usage_errors_exit_2(tiny_npz: Path, tmp_path: Path) -> None:
+    for args in (
+        ["reconstruct"],
+        ["reconstruct", "--input-npz", str(tiny_npz), "--algorithm", "nope"],
+        ["reconstruct", "--input-npz", str(tiny_npz), "--num-epochs", "-3"],
+        ["reconstruct", "--input-npz", str(tiny_npz), "--device", "tpu"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from flyrecon.cli import app\n"
+        "for args in (['--help'], ['reconstruct', '--help']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'ptychi', 'matplotlib') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    assert _run_python(code).stdout.strip() == "[]"
+
+
+def test_python_dash_m_runs_the_app() -> None:
+    proc = subprocess.run([sys.executable, "-m", "flyrecon", "--version"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("flyrecon ")
