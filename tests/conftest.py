@@ -23,8 +23,9 @@ def simulated_dataset(
     """A small far-field ptychography dataset whose truth is known."""
     rng = np.random.default_rng(seed)
     obj = simulate.procedural_object((object_px, object_px), rng)
-    probe = simulate.focused_probe(probe_px, pupil_radius_px=probe_px / 8, defocus_rad=4.0,
-                                   edge_taper_px=probe_px / 16)
+    probe = simulate.focused_probe(
+        probe_px, pupil_radius_px=probe_px / 8, defocus_rad=4.0, edge_taper_px=probe_px / 16
+    )
     half = probe_px // 2
     y, x = simulate.raster_scan(
         (half, object_px - half), (half, object_px - half), step_px, 1.0, rng

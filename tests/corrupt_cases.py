@@ -122,40 +122,80 @@ def _zip_not_npy(folder: Path) -> Path:
 
 
 CASES: list[Case] = [
-    *[Case(f"missing-{k}", _npz(_drop(k)), ("missing required key", k))
-      for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")],
-    Case("diffraction-2d", _npz(_set("diffraction", lambda a: a["diffraction"][0])),
-         ("diffraction", "3-D")),
-    Case("probe-3d", _npz(_set("probeGuess", lambda a: a["probeGuess"][None])),
-         ("probeGuess", "2-D")),
+    *[
+        Case(f"missing-{k}", _npz(_drop(k)), ("missing required key", k))
+        for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
+    ],
+    Case(
+        "diffraction-2d",
+        _npz(_set("diffraction", lambda a: a["diffraction"][0])),
+        ("diffraction", "3-D"),
+    ),
+    Case(
+        "probe-3d", _npz(_set("probeGuess", lambda a: a["probeGuess"][None])), ("probeGuess", "2-D")
+    ),
     Case("coords-2d", _npz(_set("xcoords", lambda a: a["xcoords"][:, None])), ("xcoords", "1-D")),
-    Case("complex-diffraction",
-         _npz(_set("diffraction", lambda a: a["diffraction"].astype(np.complex64))),
-         ("diffraction", "real")),
-    Case("real-object", _npz(_set("objectGuess", lambda a: np.abs(a["objectGuess"]))),
-         ("objectGuess", "complex")),
-    Case("real-probe", _npz(_set("probeGuess", lambda a: np.abs(a["probeGuess"]))),
-         ("probeGuess", "complex")),
-    Case("string-coords", _npz(_set("ycoords", lambda a: a["ycoords"].astype(str))),
-         ("ycoords", "real")),
-    *[Case(f"{bad}-{k}", _npz(_with_nan(k, v)), (k, "NaN or Inf"))
-      for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
-      for bad, v in (("nan", np.nan), ("inf", np.inf))],
+    Case(
+        "complex-diffraction",
+        _npz(_set("diffraction", lambda a: a["diffraction"].astype(np.complex64))),
+        ("diffraction", "real"),
+    ),
+    Case(
+        "real-object",
+        _npz(_set("objectGuess", lambda a: np.abs(a["objectGuess"]))),
+        ("objectGuess", "complex"),
+    ),
+    Case(
+        "real-probe",
+        _npz(_set("probeGuess", lambda a: np.abs(a["probeGuess"]))),
+        ("probeGuess", "complex"),
+    ),
+    Case(
+        "string-coords",
+        _npz(_set("ycoords", lambda a: a["ycoords"].astype(str))),
+        ("ycoords", "real"),
+    ),
+    *[
+        Case(f"{bad}-{k}", _npz(_with_nan(k, v)), (k, "NaN or Inf"))
+        for k in ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
+        for bad, v in (("nan", np.nan), ("inf", np.inf))
+    ],
     Case("negative-amplitude", _npz(_with_nan("diffraction", -1.0)), ("diffraction", "negative")),
-    Case("all-zero-diffraction",
-         _npz(_set("diffraction", lambda a: np.zeros_like(a["diffraction"]))),
-         ("diffraction", "zero")),
-    Case("length-mismatch", _npz(_set("xcoords", lambda a: a["xcoords"][:-1])),
-         ("xcoords", "does not match")),
-    Case("one-position", _npz(lambda a: {k: (v[:1] if k in ("diffraction", "xcoords", "ycoords")
-                                             else v) for k, v in a.items()}),
-         ("diffraction", "at least 2")),
-    Case("non-square", _npz(_set("diffraction", lambda a: a["diffraction"][:, :, :-2])),
-         ("diffraction", "square")),
-    Case("probe-shape", _npz(_set("probeGuess", lambda a: np.ones((16, 16), np.complex64))),
-         ("probeGuess", "does not match")),
-    Case("positions-outside", _npz(_set("xcoords", lambda a: a["xcoords"] + 500)),
-         ("xcoords", "outside the object")),
+    Case(
+        "all-zero-diffraction",
+        _npz(_set("diffraction", lambda a: np.zeros_like(a["diffraction"]))),
+        ("diffraction", "zero"),
+    ),
+    Case(
+        "length-mismatch",
+        _npz(_set("xcoords", lambda a: a["xcoords"][:-1])),
+        ("xcoords", "does not match"),
+    ),
+    Case(
+        "one-position",
+        _npz(
+            lambda a: {
+                k: (v[:1] if k in ("diffraction", "xcoords", "ycoords") else v)
+                for k, v in a.items()
+            }
+        ),
+        ("diffraction", "at least 2"),
+    ),
+    Case(
+        "non-square",
+        _npz(_set("diffraction", lambda a: a["diffraction"][:, :, :-2])),
+        ("diffraction", "square"),
+    ),
+    Case(
+        "probe-shape",
+        _npz(_set("probeGuess", lambda a: np.ones((16, 16), np.complex64))),
+        ("probeGuess", "does not match"),
+    ),
+    Case(
+        "positions-outside",
+        _npz(_set("xcoords", lambda a: a["xcoords"] + 500)),
+        ("xcoords", "outside the object"),
+    ),
     Case("empty-file", _raw(b""), ("empty",)),
     Case("truncated-zip", _truncated, ("NPZ",)),
     Case("not-npz", _raw(b"hello, I am a text file\n" * 10), ("not an NPZ",)),

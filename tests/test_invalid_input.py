@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from corrupt_cases import CASES, Case
 from flyrecon.cli import app
-from flyrecon.reconstruct import reconstruct
 from flyrecon.options import ReconstructOptions
+from flyrecon.reconstruct import reconstruct
 
 runner = CliRunner()
 
@@ -34,8 +34,18 @@ def test_invalid_input_is_rejected_cleanly(case: Case, tmp_path: Path) -> None:
 
 
 def test_too_many_images_is_an_error(tiny_npz: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir",
-                                 str(tmp_path), "--n-images", "100000"])
+    result = runner.invoke(
+        app,
+        [
+            "reconstruct",
+            "--input-npz",
+            str(tiny_npz),
+            "--output-dir",
+            str(tmp_path),
+            "--n-images",
+            "100000",
+        ],
+    )
     assert result.exit_code == 2
     assert "--n-images 100000" in result.stderr and "tiny.npz" in result.stderr
 
@@ -43,8 +53,9 @@ def test_too_many_images_is_an_error(tiny_npz: Path, tmp_path: Path) -> None:
 def test_output_path_that_is_a_file(tiny_npz: Path, tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
-    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz),
-                                 "--output-dir", str(target)])
+    result = runner.invoke(
+        app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(target)]
+    )
     assert result.exit_code == 2 and "not a directory" in result.stderr
     assert target.read_text() == "x"
 

@@ -38,8 +38,13 @@ class FakeEngine:
             if on_epoch:
                 on_epoch(k, len(losses), loss)
         return EngineResult(
-            object=inp.object_init, probe=inp.probe_init, positions_px=inp.positions_px,
-            loss_history=losses, options={"stub": True}, device="cpu", epochs_run=len(losses),
+            object=inp.object_init,
+            probe=inp.probe_init,
+            positions_px=inp.positions_px,
+            loss_history=losses,
+            options={"stub": True},
+            device="cpu",
+            epochs_run=len(losses),
         )
 
 
@@ -53,18 +58,46 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 def test_main_uses_cli_arguments(tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine) -> None:
     out = tmp_path / "nested" / "out"
     args = [
-        "reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(out),
-        "--algorithm", "rPIE", "--num-epochs", "7", "--n-images", "40", "--batch-size", "9",
-        "--device", "cpu", "--seed", "11", "--object-init", "guess", "--probe-init", "scaled",
-        "--noise-model", "poisson", "--threads", "1",
+        "reconstruct",
+        "--input-npz",
+        str(tiny_npz),
+        "--output-dir",
+        str(out),
+        "--algorithm",
+        "rPIE",
+        "--num-epochs",
+        "7",
+        "--n-images",
+        "40",
+        "--batch-size",
+        "9",
+        "--device",
+        "cpu",
+        "--seed",
+        "11",
+        "--object-init",
+        "guess",
+        "--probe-init",
+        "scaled",
+        "--noise-model",
+        "poisson",
+        "--threads",
+        "1",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    (inp, settings), = fake_engine.calls
+    ((inp, settings),) = fake_engine.calls
     assert settings == ReconSettings(
-        algorithm=Algorithm.RPIE, num_epochs=7, n_images=40, batch_size=9, device=Device.CPU,
-        seed=11, object_init=ObjectInit.GUESS, probe_init=ProbeInit.SCALED,
-        noise_model=NoiseModel.POISSON, threads=1,
+        algorithm=Algorithm.RPIE,
+        num_epochs=7,
+        n_images=40,
+        batch_size=9,
+        device=Device.CPU,
+        seed=11,
+        object_init=ObjectInit.GUESS,
+        probe_init=ProbeInit.SCALED,
+        noise_model=NoiseModel.POISSON,
+        threads=1,
     )
     data = load_dataset(tiny_npz)
     # n-images: the first 40 patterns, squared into intensities
@@ -85,10 +118,11 @@ def test_main_uses_cli_arguments(tiny_npz: Path, tmp_path: Path, fake_engine: Fa
 def test_defaults_are_blind_and_use_every_pattern(
     tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
 ) -> None:
-    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz),
-                                 "--output-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
-    (inp, settings), = fake_engine.calls
+    ((inp, settings),) = fake_engine.calls
     data = load_dataset(tiny_npz)
     assert settings == ReconSettings()
     assert inp.intensities.shape[0] == data.n_patterns
@@ -99,12 +133,29 @@ def test_defaults_are_blind_and_use_every_pattern(
 def test_outputs_are_complete_and_typed(
     tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
 ) -> None:
-    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir",
-                                 str(tmp_path), "--num-epochs", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "reconstruct",
+            "--input-npz",
+            str(tiny_npz),
+            "--output-dir",
+            str(tmp_path),
+            "--num-epochs",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["metrics.json", "ptychi_reconstruction.npz", "reconstruct.log",
-                            "reconstruction.png", "result.json"])
+    assert names == sorted(
+        [
+            "metrics.json",
+            "ptychi_reconstruction.npz",
+            "reconstruct.log",
+            "reconstruction.png",
+            "result.json",
+        ]
+    )
     with np.load(tmp_path / "ptychi_reconstruction.npz", allow_pickle=False) as npz:
         assert npz["object"].dtype == np.complex64 and npz["probe"].dtype == np.complex64
         assert npz["loss_history"].shape == (3,)
@@ -122,12 +173,16 @@ def test_outputs_are_complete_and_typed(
     ],
 )
 def test_engine_failure_is_exit_1_with_one_line(
-    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception,
+    tiny_npz: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
     expected: str,
 ) -> None:
     monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=failure))
-    result = runner.invoke(app, ["reconstruct", "--input-npz", str(tiny_npz),
-                                 "--output-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    )
     assert result.exit_code == 1
     assert expected in result.stderr and "Traceback" not in result.output
     saved = json.loads((tmp_path / "result.json").read_text())
@@ -139,8 +194,9 @@ def test_debug_flag_shows_the_traceback(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=RuntimeError("boom")))
-    result = runner.invoke(app, ["--debug", "reconstruct", "--input-npz", str(tiny_npz),
-                                 "--output-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["--debug", "reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    )
     assert result.exit_code == 1 and "Traceback" in result.stderr
 
 
@@ -191,6 +247,7 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_python_dash_m_runs_the_app() -> None:
-    proc = subprocess.run([sys.executable, "-m", "flyrecon", "--version"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flyrecon", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("flyrecon ")

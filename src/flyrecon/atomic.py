@@ -37,12 +37,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically with ``writer(file_object)``, flushing to disk before the rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """Write ``path`` atomically with ``writer(file_object)``, synced before the rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return Path(path)
 
 

@@ -86,10 +86,8 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
         options = api.EPIEOptions()
     elif algorithm == Algorithm.RPIE:
         options = api.RPIEOptions()
-        options.object_options.alpha = 1.0
-        options.object_options.step_size = 0.1
-        options.probe_options.alpha = 1.0
-        options.probe_options.step_size = 0.1
+        options.object_options.alpha = 0.3
+        options.probe_options.alpha = 0.3
     elif algorithm == Algorithm.ADAM:
         options = api.AutodiffPtychographyOptions()
         options.reconstructor_options.loss_function = (
@@ -106,7 +104,7 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
 
     rec = options.reconstructor_options
     rec.num_epochs = settings.num_epochs
-    rec.batch_size = min(settings.batch_size, n_patterns)
+    rec.batch_size = min(settings.effective_batch_size, n_patterns)
     rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
     rec.random_seed = settings.seed
     rec.allow_nondeterministic_algorithms = settings.seed is None
@@ -172,7 +170,9 @@ def run_engine(
                 probe_position_y_px=inp.positions_px[:, 0],
             )
         except Exception as exc:
-            raise ReconstructionError(f"pty-chi could not set up the task: {_one_line(exc)}") from exc
+            raise ReconstructionError(
+                f"pty-chi could not set up the task: {_one_line(exc)}"
+            ) from exc
 
         losses: list[float] = []
         for epoch in range(1, settings.num_epochs + 1):

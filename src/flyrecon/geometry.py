@@ -2,10 +2,11 @@
 
 pty-chi wants probe-centre positions relative to the centre of its object buffer. For an
 even-sized buffer and DATA-001's convention (the probe centre is pixel N/2 of its window),
-``position = pixel - size / 2 + 0.5`` is exact: with the true object and probe, noiseless data
-give zero loss (a test holds this). flyrecon sizes the buffer (even, in both axes) to cover
-every probe position plus half a probe and a margin, and records the objectGuess pixel that
-canvas pixel (0, 0) corresponds to, so results compare with the truth.
+``position = pixel - size / 2`` is exact: with the true object and probe, noiseless data give
+zero loss, and half a pixel either way does not (a test holds this). flyrecon sizes the
+buffer (even in both axes) to cover every probe position plus half a probe and a margin, and
+records the objectGuess pixel that canvas pixel (0, 0) corresponds to, so results compare
+with the truth.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Canvas:
     def positions_px(self, ycoords: np.ndarray, xcoords: np.ndarray) -> np.ndarray:
         """(n, 2) [y, x] positions in pty-chi's convention: relative to the buffer centre."""
         rows, cols = self.shape
-        y = ycoords - self.origin_px[0] - rows / 2 + 0.5
-        x = xcoords - self.origin_px[1] - cols / 2 + 0.5
+        y = ycoords - self.origin_px[0] - rows / 2
+        x = xcoords - self.origin_px[1] - cols / 2
         return np.stack([y, x], axis=1)
 
     def crop_of(self, object_shape: tuple[int, int]) -> tuple[slice, slice, slice, slice]:

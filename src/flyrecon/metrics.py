@@ -50,9 +50,7 @@ def align_to_truth(
     return (shifted * scale).astype(np.complex64), (float(shift[0]), float(shift[1]))
 
 
-def compare(
-    recon: np.ndarray, truth: np.ndarray, mask: np.ndarray
-) -> dict[str, Any]:
+def compare(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """Scores of `recon` against `truth` on `mask` (both on the same pixel grid)."""
     from skimage.metrics import structural_similarity
 

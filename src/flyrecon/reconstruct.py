@@ -112,7 +112,9 @@ def _prepare_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(output_dir, f"cannot create the output directory ({exc.strerror})") from None
+        raise InputError(
+            output_dir, f"cannot create the output directory ({exc.strerror})"
+        ) from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise InputError(output_dir, "output directory is not writable")
     for name in OUTPUT_NAMES:  # result.json first: a stale result must never look current
@@ -216,9 +218,7 @@ def reconstruct(
             result.traceback = traceback.format_exc()
             logger.error("%s", result.traceback)
         finally:
-            logger.info(
-                "%s (return code %d): %s", result.status, result.returncode, result.message
-            )
+            logger.info("%s (return code %d): %s", result.status, result.returncode, result.message)
             handler.close()
             logger.removeHandler(handler)
     result.log_path = str(out / options.log_name)
@@ -242,15 +242,19 @@ def _run(
     from flyrecon.engine import run_engine
 
     settings = options.settings
-    logger.info("flyrecon %s: reconstruct %s -> %s", __version__, options.input_npz,
-                options.output_dir)
+    logger.info(
+        "flyrecon %s: reconstruct %s -> %s", __version__, options.input_npz, options.output_dir
+    )
     logger.info("settings: %s", settings.model_dump_json())
     dataset = load_dataset(options.input_npz, settings.n_images)
     result.n_patterns = dataset.n_patterns
     result.input_metadata = dataset.metadata
     logger.info(
         "loaded %d of %d patterns of %dx%d; object %s",
-        dataset.n_patterns, dataset.total_patterns, dataset.pattern_size, dataset.pattern_size,
+        dataset.n_patterns,
+        dataset.total_patterns,
+        dataset.pattern_size,
+        dataset.pattern_size,
         dataset.object_guess.shape,
     )
     inp, canvas = engine_input(dataset, options)
@@ -270,7 +274,8 @@ def _run(
     _write_outputs(options.output_dir, engine, canvas, options, metrics)
     result.returncode, result.status = EXIT_OK, "succeeded"
     first = engine.loss_history[0]
-    summary = f"{engine.epochs_run} epochs on {engine.device}, loss {first:.4g} -> {result.final_loss:.4g}"
+    last = engine.loss_history[-1]
+    summary = f"{engine.epochs_run} epochs on {engine.device}, loss {first:.4g} -> {last:.4g}"
     if metrics:
         summary += (
             f"; phase SSIM {metrics['phase_ssim']:.3f}, "

@@ -150,8 +150,11 @@ def object_patches(
     windows = np.lib.stride_tricks.sliding_window_view(obj, (size, size))
     top = np.rint(ycoords).astype(np.intp) - size // 2
     left = np.rint(xcoords).astype(np.intp) - size // 2
-    if top.min() < 0 or left.min() < 0 or top.max() > windows.shape[0] - 1 or (
-        left.max() > windows.shape[1] - 1
+    if (
+        top.min() < 0
+        or left.min() < 0
+        or top.max() > windows.shape[0] - 1
+        or (left.max() > windows.shape[1] - 1)
     ):
         raise ValueError("a probe window reaches outside the object")
     return windows[top, left]

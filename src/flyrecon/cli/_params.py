@@ -14,8 +14,9 @@ RECON = "Reconstruction settings"
 
 AlgorithmOpt = Annotated[
     Algorithm,
-    typer.Option("--algorithm", help="pty-chi engine.", case_sensitive=False,
-                 rich_help_panel=RECON),
+    typer.Option(
+        "--algorithm", help="pty-chi engine.", case_sensitive=False, rich_help_panel=RECON
+    ),
 ]
 EpochsOpt = Annotated[
     int,
@@ -24,27 +25,42 @@ EpochsOpt = Annotated[
 NImagesOpt = Annotated[
     int | None,
     typer.Option(
-        "--n-images", min=2,
+        "--n-images",
+        min=2,
         help="Use the first N patterns (default: all; more than the file holds is an error).",
         rich_help_panel=RECON,
     ),
 ]
 BatchOpt = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Patterns per update.", rich_help_panel=RECON)
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Patterns per update [default: LSQML 32, DM 64, ePIE/rPIE 8, Adam 32].",
+        rich_help_panel=RECON,
+    ),
 ]
 DeviceOpt = Annotated[
     Device,
-    typer.Option("--device", help="auto takes CUDA when torch sees a GPU.", case_sensitive=False,
-                 rich_help_panel=RECON),
+    typer.Option(
+        "--device",
+        help="auto takes CUDA when torch sees a GPU.",
+        case_sensitive=False,
+        rich_help_panel=RECON,
+    ),
 ]
 SeedOpt = Annotated[
-    int, typer.Option("--seed", min=0, help="Seed of pty-chi's random choices.",
-                      rich_help_panel=RECON)
+    int,
+    typer.Option("--seed", min=0, help="Seed of pty-chi's random choices.", rich_help_panel=RECON),
 ]
 ObjectInitOpt = Annotated[
     ObjectInit,
-    typer.Option("--object-init", help="ones: blind baseline; guess: start from objectGuess.",
-                 case_sensitive=False, rich_help_panel=RECON),
+    typer.Option(
+        "--object-init",
+        help="ones: blind baseline; guess: start from objectGuess.",
+        case_sensitive=False,
+        rich_help_panel=RECON,
+    ),
 ]
 ProbeInitOpt = Annotated[
     ProbeInit,
@@ -52,19 +68,27 @@ ProbeInitOpt = Annotated[
         "--probe-init",
         help="guess: probeGuess as stored; scaled: probeGuess scaled to the data's power; "
         "data: from the mean diffraction amplitude.",
-        case_sensitive=False, rich_help_panel=RECON,
+        case_sensitive=False,
+        rich_help_panel=RECON,
     ),
 ]
 NoiseOpt = Annotated[
     NoiseModel,
-    typer.Option("--noise-model", help="Likelihood of the counts.", case_sensitive=False,
-                 rich_help_panel=RECON),
+    typer.Option(
+        "--noise-model",
+        help="Likelihood of the counts.",
+        case_sensitive=False,
+        rich_help_panel=RECON,
+    ),
 ]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1,
-                 help="torch CPU threads (1 makes seeded runs bitwise repeatable).",
-                 rich_help_panel=RECON),
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch CPU threads (1 makes seeded runs bitwise repeatable).",
+        rich_help_panel=RECON,
+    ),
 ]
 OutputDirOpt = Annotated[
     Path, typer.Option("--output-dir", help="Folder for the results (created if missing).")
@@ -75,7 +99,7 @@ def recon_settings(
     algorithm: Algorithm,
     num_epochs: int,
     n_images: int | None,
-    batch_size: int,
+    batch_size: int | None,
     device: Device,
     seed: int,
     object_init: ObjectInit,

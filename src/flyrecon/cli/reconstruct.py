@@ -40,11 +40,18 @@ def reconstruct_command(
 
     with handled():
         settings = p.recon_settings(
-            algorithm, num_epochs, n_images, batch_size, device, seed, object_init, probe_init,
-            noise_model, threads,
+            algorithm,
+            num_epochs,
+            n_images,
+            batch_size,
+            device,
+            seed,
+            object_init,
+            probe_init,
+            noise_model,
+            threads,
         )
-        options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir,
-                                     settings=settings)
+        options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
     with handled(), _epoch_progress(num_epochs) as on_epoch:
         result = reconstruct(options, on_epoch=on_epoch)
     if not result.ok:
@@ -60,8 +67,12 @@ class _epoch_progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self.progress = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=err_console, transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
         )
         self.task = self.progress.add_task("epochs", total=total)
 
@@ -69,8 +80,7 @@ class _epoch_progress:
         self.progress.start()
 
         def on_epoch(done: int, total: int, loss: float) -> None:
-            self.progress.update(self.task, completed=done,
-                                 description=f"epochs (loss {loss:.4g})")
+            self.progress.update(self.task, completed=done, description=f"epochs (loss {loss:.4g})")
 
         return on_epoch
 

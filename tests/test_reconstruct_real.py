@@ -1,0 +1,134 @@
+"""The real pty-chi on tiny simulated data: the reconstruction must match the known object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import simulated_dataset
+from flyrecon.cli import app
+from flyrecon.data import PtychoDataset, save_dataset
+from flyrecon.engine import run_engine
+from flyrecon.geometry import object_on_canvas
+from flyrecon.metrics import compare, illuminated_mask
+from flyrecon.options import ObjectInit, ReconSettings, ReconstructOptions
+from flyrecon.reconstruct import engine_input
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """121 patterns of 32x32 at 1e5 photons: a few seconds of LSQML."""
+    path = tmp_path_factory.mktemp("real") / "small.npz"
+    save_dataset(path, simulated_dataset(object_px=96, step_px=6, seed=7))
+    return path
+
+
+def _initial_guess_scores(npz: Path) -> dict[str, float]:
+    """Scores of the blind start (ones) against the truth: what 'no progress' gets."""
+    from flyrecon.data import load_dataset
+
+    data = load_dataset(npz)
+    inp, canvas = engine_input(data, ReconstructOptions(input_npz=npz, output_dir=npz.parent))
+    truth = object_on_canvas(data.object_guess, canvas, fill=0)
+    mask = illuminated_mask(
+        canvas.shape,
+        data.ycoords - canvas.origin_px[0],
+        data.xcoords - canvas.origin_px[1],
+        data.probe_guess,
+    )
+    return compare(inp.object_init, truth, mask)
+
+
+def test_positions_convention_is_exact(tmp_path: Path) -> None:
+    """True object, true probe and noiseless data: pty-chi's first loss is zero."""
+    data: PtychoDataset = simulated_dataset(object_px=64, step_px=8, noise=False, seed=5)
+    options = ReconstructOptions(
+        input_npz=tmp_path / "unused.npz",
+        output_dir=tmp_path,
+        settings=ReconSettings(
+            algorithm="Adam",
+            num_epochs=1,
+            batch_size=1000,
+            device="cpu",
+            object_init=ObjectInit.GUESS,
+        ),
+    )
+    inp, _ = engine_input(data, options)
+    true_probe = data.probe_guess * np.sqrt(data.metadata["intensity_scale"])
+    inp = type(inp)(inp.intensities, inp.positions_px, inp.object_init, true_probe)
+    exact = run_engine(inp, options.settings).loss_history[0]
+    shifted = type(inp)(inp.intensities, inp.positions_px + 0.5, inp.object_init, true_probe)
+    off_by_half = run_engine(shifted, options.settings).loss_history[0]
+    assert exact < 1e-6 * off_by_half
+    assert off_by_half > 1e-4
+
+
+def test_lsqml_recovers_the_object(small_npz: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "reconstruct",
+            "--input-npz",
+            str(small_npz),
+            "--output-dir",
+            str(tmp_path),
+            "--num-epochs",
+            "20",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "result.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["metrics"] == metrics
+    start = _initial_guess_scores(small_npz)
+    assert start["phase_ssim"] < 0.05 and start["complex_relative_error"] > 0.2
+    assert metrics["complex_relative_error"] < 0.5 * start["complex_relative_error"]
+    assert metrics["complex_relative_error"] < 0.12
+    assert metrics["phase_ssim"] > 0.45
+    assert max(abs(s) for s in metrics["registration_shift_px"]) < 1.0
+    with np.load(tmp_path / "ptychi_reconstruction.npz", allow_pickle=False) as npz:
+        loss = npz["loss_history"]
+    assert len(loss) == 20 and loss[-1] < loss[0] / 50
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "extra", "bound"),
+    [
+        ("DM", [], 0.2),
+        ("ePIE", [], 0.2),
+        ("rPIE", [], 0.2),
+        ("Adam", ["--probe-init", "scaled"], 0.2),
+    ],
+)
+def test_other_engines_converge(
+    small_npz: Path, tmp_path: Path, algorithm: str, extra: list[str], bound: float
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "reconstruct",
+            "--input-npz",
+            str(small_npz),
+            "--output-dir",
+            str(tmp_path),
+            "--algorithm",
+            algorithm,
+            "--num-epochs",
+            "20",
+            "--device",
+            "cpu",
+            *extra,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["complex_relative_error"] < bound, metrics
