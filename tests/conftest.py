@@ -53,3 +53,35 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     save_dataset(path, simulated_dataset())
     return path
+
+
+STUDY_DOSES = (1000, 10000, 100000)
+
+
+def write_study_tree(
+    root: Path, doses: tuple[int, ...] = STUDY_DOSES, skip: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """Phase C and D trees of tiny valid datasets for every dose, view and split.
+
+    `skip` lists relative paths (e.g. "dose_1000/sparse/sparse_test.npz") left out of phase D.
+    """
+    phase_c, phase_d = root / "phase_c", root / "phase_d"
+    for dose in doses:
+        for split_index, split in enumerate(("train", "test")):
+            data = simulated_dataset(object_px=64, step_px=8, dose=dose, seed=dose + split_index)
+            c_dir = phase_c / f"dose_{dose}"
+            c_dir.mkdir(parents=True, exist_ok=True)
+            save_dataset(c_dir / f"patched_{split}.npz", data)
+            for view in ("dense", "sparse"):
+                rel = f"dose_{dose}/{view}/{view}_{split}.npz"
+                if rel in skip:
+                    continue
+                (phase_d / f"dose_{dose}" / view).mkdir(parents=True, exist_ok=True)
+                save_dataset(phase_d / rel, data)
+    return phase_c, phase_d
+
+
+@pytest.fixture(scope="session")
+def study_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A complete 3-dose study tree (read-only: copy it before changing anything)."""
+    return write_study_tree(tmp_path_factory.mktemp("study"))

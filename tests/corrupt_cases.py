@@ -196,6 +196,13 @@ CASES: list[Case] = [
         _npz(_set("xcoords", lambda a: a["xcoords"] + 500)),
         ("xcoords", "outside the object"),
     ),
+    Case(
+        "degenerate-scan",
+        _npz(
+            lambda a: {**a, "xcoords": a["xcoords"] * 0 + 20.3, "ycoords": a["ycoords"] * 0 + 20.6}
+        ),
+        ("xcoords", "within 1 pixel"),
+    ),
     Case("empty-file", _raw(b""), ("empty",)),
     Case("truncated-zip", _truncated, ("NPZ",)),
     Case("not-npz", _raw(b"hello, I am a text file\n" * 10), ("not an NPZ",)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from flyrecon.errors import InputError
 
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
 METADATA_KEY = "metadata"
+MIN_SCAN_SPAN_PX = 1.0
+"""A scan whose positions all lie within this many pixels cannot be ptychography (no overlap
+geometry to solve); coordinates normalised to [0, 1) instead of pixels look like this."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,16 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
                 key,
             )
 
+    span_y = float(np.ptp(coords["ycoords"]))
+    span_x = float(np.ptp(coords["xcoords"]))
+    if max(span_x, span_y) < MIN_SCAN_SPAN_PX:
+        raise _fail(
+            path,
+            f"all {n} positions lie within {MIN_SCAN_SPAN_PX:g} pixel (span {span_x:.2f} x "
+            f"{span_y:.2f} px): not a ptychographic scan; are they in objectGuess pixels?",
+            "xcoords",
+        )
+
     if y_patches is not None:
         _check_ndim(y_patches, path, "Y", 3)
         y_patches = _as_complex(y_patches, path, "Y")
@@ -216,18 +230,64 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
     )
 
 
-def save_dataset(path: Path | str, dataset: PtychoDataset, *, compress: bool = True) -> Path:
-    """Write a DATA-001 NPZ atomically (metadata as a JSON string, no object arrays)."""
+def save_dataset(
+    path: Path | str,
+    dataset: PtychoDataset,
+    *,
+    compress: bool = True,
+    coord_dtype: type = np.float64,
+    scan_index: np.ndarray | bool = True,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> Path:
+    """Write a DATA-001 NPZ atomically (metadata as a JSON string, no object arrays).
+
+    `coord_dtype` is the dtype of xcoords/ycoords (float64; the seed fixture uses float32).
+    `scan_index`: True writes 0..n-1, an array writes those indices, False writes none.
+    `extra` adds arrays under other keys (e.g. `filenames`); object arrays are refused.
+    """
     arrays: dict[str, np.ndarray] = {
         "diffraction": np.asarray(dataset.diffraction, dtype=np.float32),
         "objectGuess": np.asarray(dataset.object_guess, dtype=np.complex64),
         "probeGuess": np.asarray(dataset.probe_guess, dtype=np.complex64),
-        "xcoords": np.asarray(dataset.xcoords, dtype=np.float64),
-        "ycoords": np.asarray(dataset.ycoords, dtype=np.float64),
-        "scan_index": np.arange(dataset.n_patterns, dtype=np.int64),
+        "xcoords": np.asarray(dataset.xcoords, dtype=coord_dtype),
+        "ycoords": np.asarray(dataset.ycoords, dtype=coord_dtype),
         METADATA_KEY: np.array(json.dumps(dataset.metadata, sort_keys=True)),
     }
+    if scan_index is True:
+        arrays["scan_index"] = np.arange(dataset.n_patterns, dtype=np.int64)
+    elif scan_index is not False:
+        arrays["scan_index"] = np.asarray(scan_index, dtype=np.int64)
     if dataset.y_patches is not None:
         arrays["Y"] = np.asarray(dataset.y_patches, dtype=np.complex64)
+    for key, value in (extra or {}).items():
+        if key in arrays:
+            raise ValueError(f"extra array {key!r} would replace a DATA-001 key")
+        value = np.asarray(value)
+        if value.dtype.hasobject:
+            raise ValueError(f"extra array {key!r} holds Python objects (no pickles)")
+        arrays[key] = value
     save = np.savez_compressed if compress else np.savez
     return write_with(Path(path), lambda fh: save(fh, **arrays))
+
+
+def load_complex_array(path: Path | str, key: str) -> np.ndarray:
+    """One finite, non-zero, 2-D complex array from an NPZ (e.g. a measured probe or object).
+
+    Raises `InputError` naming the file and key for every problem.
+    """
+    path = Path(path)
+    _check_is_npz(path)
+    try:
+        npz_ctx = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(path, f"not a readable NPZ archive ({exc})") from None
+    with npz_ctx as npz:
+        if key not in npz.files:
+            raise _fail(path, "missing required key", key)
+        arr = _read_array(npz, path, key)
+    _check_ndim(arr, path, key, 2)
+    arr = _as_complex(arr, path, key)
+    _check_finite(arr, path, key)
+    if not arr.any():
+        raise _fail(path, "is zero everywhere", key)
+    return arr

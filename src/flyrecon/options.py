@@ -122,3 +122,37 @@ class ReconstructOptions(_Model):
         if Path(self.log_name).name != self.log_name or self.log_name in {"", ".", ".."}:
             raise ValueError(f"log_name must be a plain file name, got {self.log_name!r}")
         return self
+
+
+class View(StrEnum):
+    """Study views: `baseline` is phase C (every position of the split); the others phase D."""
+
+    BASELINE = "baseline"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class Split(StrEnum):
+    """Spatial halves of the object: `train` (top) and `test` (bottom)."""
+
+    TRAIN = "train"
+    TEST = "test"
+
+
+class StudyOptions(_Model):
+    """The dose x view x split study: where inputs live, what to run, and how."""
+
+    phase_c_root: Path
+    phase_d_root: Path
+    artifact_root: Path
+    doses: tuple[int, ...] = ()
+    """Keep only these doses (photons per pattern); empty keeps every dose found."""
+    views: tuple[View, ...] = ()
+    """Keep only these views; empty keeps all three."""
+    splits: tuple[Split, ...] = ()
+    """Keep only these splits; empty keeps both."""
+    allow_missing_phase_d: bool = False
+    """Record a missing phase D input as a skip instead of failing."""
+    force: bool = False
+    """Rerun jobs whose outputs are complete and current."""
+    settings: ReconSettings = ReconSettings()

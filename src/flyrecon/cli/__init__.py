@@ -9,6 +9,7 @@ import typer
 from flyrecon import __version__
 from flyrecon.cli._errors import State
 from flyrecon.cli.reconstruct import reconstruct_command
+from flyrecon.cli.study_run import study_run_command
 
 app = typer.Typer(
     name="flyrecon",
@@ -36,6 +37,7 @@ def _root(
 
 
 app.command("reconstruct")(reconstruct_command)
+app.command("study-run")(study_run_command)
 
 
 def main() -> None:

@@ -1,0 +1,259 @@
+"""`flyrecon study-run`: the dose x view x split matrix, every job in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flyrecon.cli import _params as p
+from flyrecon.cli._errors import err_console, fail, handled
+from flyrecon.errors import EXIT_USAGE
+from flyrecon.options import Split, StudyOptions, View
+
+D = p.DEFAULTS
+STUDY = "Study"
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "resumed": "cyan",
+    "skipped": "yellow",
+    "failed": "red",
+    "invalid": "red",
+    "interrupted": "magenta",
+}
+
+
+def study_run_command(
+    phase_c_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--phase-c-root", help="Phase C root (dose_<int>/patched_*).", rich_help_panel=STUDY
+        ),
+    ] = None,
+    phase_d_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--phase-d-root", help="Phase D root (dose_<int>/<view>/...).", rich_help_panel=STUDY
+        ),
+    ] = None,
+    artifact_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifact-root", help="Where results and the manifest go.", rich_help_panel=STUDY
+        ),
+    ] = None,
+    study_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--study-root",
+            help="A prep-synthetic output: sets phase C/D roots to ROOT/phase_c and "
+            "ROOT/phase_d, and the artifact root to ROOT/reconstructions unless given.",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    dose: Annotated[
+        list[int] | None,
+        typer.Option("--dose", help="Keep this dose (repeatable).", rich_help_panel=STUDY),
+    ] = None,
+    view: Annotated[
+        list[View] | None,
+        typer.Option(
+            "--view",
+            help="Keep this view (repeatable).",
+            case_sensitive=False,
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    split: Annotated[
+        list[Split] | None,
+        typer.Option(
+            "--split",
+            help="Keep this split (repeatable).",
+            case_sensitive=False,
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    allow_missing_phase_d: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-phase-d",
+            help="Record missing phase D inputs as skips.",
+            rich_help_panel=STUDY,
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List the jobs and exit (imports no torch).", rich_help_panel=STUDY
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Rerun jobs whose outputs are already current.", rich_help_panel=STUDY
+        ),
+    ] = False,
+    algorithm: p.AlgorithmOpt = D.algorithm,
+    num_epochs: p.EpochsOpt = D.num_epochs,
+    n_images: p.NImagesOpt = D.n_images,
+    batch_size: p.BatchOpt = D.batch_size,
+    device: p.DeviceOpt = D.device,
+    seed: p.SeedOpt = 0,
+    object_init: p.ObjectInitOpt = D.object_init,
+    probe_init: p.ProbeInitOpt = D.probe_init,
+    noise_model: p.NoiseOpt = D.noise_model,
+    threads: p.ThreadsOpt = D.threads,
+) -> None:
+    """Run the study's reconstructions: every dose x view x split job, in this process.
+
+    Each job equals one `flyrecon reconstruct` with the same settings. Writes
+    reconstruction_manifest.json and skip_summary.json at the artifact root after every job.
+    Exit code 0 when every selected job succeeded, 1 when any failed, 2 for usage or input
+    errors, 130 when interrupted.
+    """
+    with handled():
+        if study_root is not None:
+            phase_c_root = phase_c_root or study_root / "phase_c"
+            phase_d_root = phase_d_root or study_root / "phase_d"
+            artifact_root = artifact_root or study_root / "reconstructions"
+        missing = [
+            name
+            for name, value in (
+                ("--phase-c-root", phase_c_root),
+                ("--phase-d-root", phase_d_root),
+                ("--artifact-root", artifact_root),
+            )
+            if value is None
+        ]
+        if missing:
+            raise fail(f"missing option {missing[0]} (or give --study-root)", EXIT_USAGE)
+        options = StudyOptions(
+            phase_c_root=phase_c_root,
+            phase_d_root=phase_d_root,
+            artifact_root=artifact_root,
+            doses=tuple(dose or ()),
+            views=tuple(view or ()),
+            splits=tuple(split or ()),
+            allow_missing_phase_d=allow_missing_phase_d,
+            force=force,
+            settings=p.recon_settings(
+                algorithm,
+                num_epochs,
+                n_images,
+                batch_size,
+                device,
+                seed,
+                object_init,
+                probe_init,
+                noise_model,
+                threads,
+            ),
+        )
+    if dry_run:
+        _dry_run(options)
+        return
+    from flyrecon.runner import run_study
+
+    with handled(), _StudyProgress() as observer:
+        result = run_study(options, observer=observer)
+    err_console.print(_summary_table(result.records))
+    err_console.print(f"manifest: {result.manifest_path}")
+    if result.exit_code:
+        raise fail(result.message, result.exit_code)
+    err_console.print(f"[green]done[/] {result.message}")
+
+
+def _dry_run(options: StudyOptions) -> None:
+    from flyrecon.study import plan_study
+
+    plan = plan_study(options)
+    table = Table(
+        title=f"{len(plan.selected)} of {len(plan.all_jobs)} jobs selected "
+        f"({plan.filtered_out} filtered out)"
+    )
+    for col in ("dose", "view", "split", "input", "output"):
+        table.add_column(col)
+    for job in plan.selected:
+        present = "" if job.input_npz.is_file() else " [red](missing)[/]"
+        table.add_row(
+            str(job.dose),
+            str(job.view),
+            str(job.split),
+            f"{job.input_npz}{present}",
+            str(job.output_dir),
+        )
+    err_console.print(table)
+    if not plan.selected:
+        raise fail("the filters select no job", EXIT_USAGE)
+
+
+def _summary_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="study-run")
+    for col in ("dose", "view", "split", "status", "rc", "wall s", "phase SSIM", "error", "reason"):
+        table.add_column(col)
+    for r in records:
+        m = r.get("metrics") or {}
+        style = _STATUS_STYLE.get(r["status"], "")
+        ssim = m.get("phase_ssim")
+        err = m.get("complex_relative_error")
+        table.add_row(
+            str(r["dose"]),
+            r["view"],
+            r["split"],
+            f"[{style}]{r['status']}[/]",
+            str(r["returncode"]),
+            f"{r.get('wall_time_s') or 0:.1f}",
+            "" if ssim is None else f"{ssim:.3f}",
+            "" if err is None else f"{err:.3f}",
+            "" if r["status"] in ("succeeded", "resumed") else r["reason"][:80],
+        )
+    return table
+
+
+class _StudyProgress:
+    """Rich bars: jobs, and epochs of the running job."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from flyrecon.runner import StudyObserver
+
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        jobs = progress.add_task("jobs", total=None)
+        epochs = progress.add_task("epochs", total=None)
+
+        class Observer(StudyObserver):
+            def job_started(self, job, index, total):
+                progress.update(
+                    jobs, total=total, completed=index - 1, description=f"job {job.key}"
+                )
+                progress.reset(epochs)
+
+            def epoch(self, done, total, loss):
+                progress.update(
+                    epochs, total=total, completed=done, description=f"epochs (loss {loss:.4g})"
+                )
+
+            def job_finished(self, job, record):
+                progress.advance(jobs)
+                err_console.print(
+                    f"{job.key}: {record['status']} (rc {record['returncode']})"
+                    f" {'' if record['returncode'] == 0 else record['reason']}"
+                )
+
+        self.progress = progress
+        progress.start()
+        return Observer()
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

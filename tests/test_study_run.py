@@ -1,0 +1,342 @@
+"""`flyrecon study-run`: matrix, filters, missing inputs, failures, resume, locking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_study_tree
+from flyrecon import engine
+from flyrecon.cli import app
+from flyrecon.engine import EngineResult
+from flyrecon.options import StudyOptions
+from flyrecon.runner import MANIFEST_JSON, SKIP_JSON, study_lock
+from flyrecon.study import plan_study
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tree(study_tree: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A private copy of the study tree; returns its root."""
+    root = tmp_path / "study"
+    shutil.copytree(study_tree[0], root / "phase_c")
+    shutil.copytree(study_tree[1], root / "phase_d")
+    return root
+
+
+class StubEngine:
+    """Succeeds, except for inputs whose path contains one of `fail_on`."""
+
+    def __init__(self, fail_on: tuple[str, ...] = (), interrupt_on: str | None = None):
+        self.fail_on = fail_on
+        self.interrupt_on = interrupt_on
+        self.calls: list[int] = []
+
+    def __call__(self, inp, settings, *, on_epoch=None):
+        self.calls.append(inp.intensities.shape[0])
+        return EngineResult(
+            inp.object_init,
+            inp.probe_init,
+            inp.positions_px,
+            [1.0] * settings.num_epochs,
+            {},
+            "cpu",
+            settings.num_epochs,
+        )
+
+
+def _stub(
+    monkeypatch: pytest.MonkeyPatch,
+    fail_keys: tuple[str, ...] = (),
+    interrupt_key: str | None = None,
+) -> list[str]:
+    """Patch the engine; failures and Ctrl-C are decided by the job's output folder."""
+    ran: list[str] = []
+    import flyrecon.reconstruct as rec
+
+    real = rec._run
+
+    def run(options, result, logger, on_epoch):
+        key = "/".join(options.output_dir.parts[-3:])
+        ran.append(key)
+        if key == interrupt_key:
+            raise KeyboardInterrupt
+        if key in fail_keys:
+            raise RuntimeError(f"boom in {key}")
+        return real(options, result, logger, on_epoch)
+
+    monkeypatch.setattr(rec, "_run", run)
+    monkeypatch.setattr(engine, "run_engine", StubEngine())
+    return ran
+
+
+def _study(root: Path, *args: str) -> list[str]:
+    return [
+        "study-run",
+        "--phase-c-root",
+        str(root / "phase_c"),
+        "--phase-d-root",
+        str(root / "phase_d"),
+        "--artifact-root",
+        str(root / "out"),
+        "--num-epochs",
+        "2",
+        *args,
+    ]
+
+
+def _manifest(root: Path) -> dict:
+    return json.loads((root / "out" / MANIFEST_JSON).read_text())
+
+
+def test_matrix_and_filters(study_tree: tuple[Path, Path], tmp_path: Path) -> None:
+    phase_c, phase_d = study_tree
+    options = StudyOptions(phase_c_root=phase_c, phase_d_root=phase_d, artifact_root=tmp_path)
+    plan = plan_study(options)
+    assert len(plan.all_jobs) == 18 and len(plan.selected) == 18
+    assert plan.doses_found == (1000, 10000, 100000)
+    narrowed = plan_study(
+        options.model_copy(update={"doses": (1000,), "views": ("dense",), "splits": ("train",)})
+    )
+    assert len(narrowed.selected) == 1 and narrowed.filtered_out == 17
+    (job,) = narrowed.selected
+    assert job.input_npz == phase_d / "dose_1000" / "dense" / "dense_train.npz"
+    assert job.output_dir == tmp_path / "dose_1000" / "dense" / "train"
+    baseline = plan_study(options.model_copy(update={"views": ("baseline",)}))
+    assert {j.input_npz.name for j in baseline.selected} == {
+        "patched_train.npz",
+        "patched_test.npz",
+    }
+
+
+def test_filtered_run_records_counts(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _stub(monkeypatch)
+    result = runner.invoke(
+        app, _study(tree, "--dose", "1000", "--view", "dense", "--split", "train")
+    )
+    assert result.exit_code == 0, result.output
+    assert ran == ["dose_1000/dense/train"]
+    m = _manifest(tree)
+    assert (m["total_jobs"], m["filtered_jobs"], m["filtered_out"]) == (18, 1, 17)
+    for key in (
+        "timestamp",
+        "phase_c_root",
+        "phase_d_root",
+        "artifact_root",
+        "filters",
+        "missing_jobs",
+        "jobs",
+        "execution_results",
+    ):
+        assert key in m
+    (rec,) = m["execution_results"]
+    assert rec["returncode"] == 0 and Path(rec["log_path"]).is_file()
+    assert rec["input_metadata"]["dose"] == 1000
+    job = m["jobs"][0]
+    assert (job["algorithm"], job["num_epochs"]) == ("LSQML", 2)
+    skips = json.loads((tree / "out" / SKIP_JSON).read_text())
+    assert skips["skipped_count"] == 0 and skips["missing_phase_d_count"] == 0
+
+
+def test_failures_are_recorded_and_the_study_goes_on(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch, fail_keys=("dose_1000/dense/test",))
+    result = runner.invoke(app, _study(tree, "--dose", "1000"))
+    assert result.exit_code == 1
+    assert "dose_1000/dense/test" in result.stderr
+    assert len(ran) == 6
+    codes = {r["key"]: r["returncode"] for r in _manifest(tree)["execution_results"]}
+    assert codes.pop("dose_1000/dense/test") == 1
+    assert set(codes.values()) == {0} and len(codes) == 5
+    failed = next(r for r in _manifest(tree)["execution_results"] if r["returncode"])
+    assert "boom" in failed["reason"] and Path(failed["log_path"]).is_file()
+
+
+def test_missing_phase_d_is_an_error_naming_the_file(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch)
+    (tree / "phase_d" / "dose_1000" / "sparse" / "sparse_test.npz").unlink()
+    result = runner.invoke(app, _study(tree, "--dose", "1000"))
+    assert result.exit_code == 2
+    assert "sparse_test.npz" in result.stderr and not ran
+
+
+def test_allow_missing_phase_d_records_skips(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _stub(monkeypatch)
+    (tree / "phase_d" / "dose_1000" / "sparse" / "sparse_test.npz").unlink()
+    result = runner.invoke(app, _study(tree, "--dose", "1000", "--allow-missing-phase-d"))
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 5
+    skips = json.loads((tree / "out" / SKIP_JSON).read_text())
+    assert skips["skipped_count"] == 1 and skips["missing_phase_d_count"] == 1
+    assert skips["skipped_jobs"][0]["view"] == "sparse"
+    assert "sparse_test.npz" in skips["skipped_jobs"][0]["reason"]
+
+
+def test_every_job_skipped_is_not_success(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stub(monkeypatch)
+    shutil.rmtree(tree / "phase_d" / "dose_1000")
+    result = runner.invoke(
+        app, _study(tree, "--dose", "1000", "--view", "dense", "--allow-missing-phase-d")
+    )
+    assert result.exit_code == 2 and "no job ran" in result.stderr
+
+
+def test_missing_phase_c_is_an_error_even_when_phase_d_may_be_missing(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stub(monkeypatch)
+    (tree / "phase_c" / "dose_1000" / "patched_train.npz").unlink()
+    result = runner.invoke(app, _study(tree, "--dose", "1000", "--allow-missing-phase-d"))
+    assert result.exit_code == 2 and "patched_train.npz" in result.stderr
+
+
+def test_filters_selecting_nothing_exit_2(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _stub(monkeypatch)
+    result = runner.invoke(app, _study(tree, "--dose", "5"))
+    assert result.exit_code == 2 and "select none" in result.stderr and not ran
+
+
+def test_resume_skips_current_jobs_and_reruns_deleted_ones(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch)
+    args = _study(tree, "--dose", "10000")
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(ran) == 6
+    ran.clear()
+    assert runner.invoke(app, args).exit_code == 0
+    assert ran == []
+    assert {r["status"] for r in _manifest(tree)["execution_results"]} == {"resumed"}
+    (tree / "out" / "dose_10000" / "sparse" / "train" / "result.json").unlink()
+    assert runner.invoke(app, args).exit_code == 0
+    assert ran == ["dose_10000/sparse/train"]
+    ran.clear()
+    assert runner.invoke(app, [*args, "--num-epochs", "3"]).exit_code == 0  # settings changed
+    assert len(ran) == 6
+    ran.clear()
+    assert runner.invoke(app, [*args, "--num-epochs", "3", "--force"]).exit_code == 0
+    assert len(ran) == 6
+
+
+def test_changed_input_is_rerun(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _stub(monkeypatch)
+    args = _study(tree, "--dose", "1000", "--view", "baseline")
+    assert runner.invoke(app, args).exit_code == 0
+    ran.clear()
+    src = tree / "phase_c" / "dose_10000" / "patched_test.npz"
+    shutil.copy(src, tree / "phase_c" / "dose_1000" / "patched_test.npz")
+    assert runner.invoke(app, args).exit_code == 0
+    assert ran == ["dose_1000/baseline/test"]
+
+
+def test_ctrl_c_records_interrupted_and_exits_130(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch, interrupt_key="dose_1000/dense/train")
+    result = runner.invoke(app, _study(tree, "--dose", "1000"))
+    assert result.exit_code == 130
+    m = _manifest(tree)
+    assert m["state"] == "interrupted"
+    assert m["execution_results"][-1]["status"] == "interrupted"
+    assert ran[-1] == "dose_1000/dense/train" and len(ran) == 3
+
+
+def test_second_study_on_the_same_root_is_refused(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch)
+    with study_lock(tree / "out"):
+        result = runner.invoke(app, _study(tree, "--dose", "1000"))
+    assert result.exit_code == 1 and "another flyrecon study-run" in result.stderr
+    assert not ran
+
+
+def test_study_root_shortcut(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _stub(monkeypatch)
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--study-root",
+            str(tree),
+            "--dose",
+            "1000",
+            "--view",
+            "sparse",
+            "--num-epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 2
+    assert (tree / "reconstructions" / MANIFEST_JSON).is_file()
+
+
+def test_missing_roots_are_a_usage_error() -> None:
+    result = runner.invoke(app, ["study-run", "--phase-c-root", "x"])
+    assert result.exit_code == 2 and "--phase-d-root" in result.stderr
+
+
+def test_dry_run_lists_jobs_without_importing_torch(
+    study_tree: tuple[Path, Path], tmp_path: Path
+) -> None:
+    phase_c, phase_d = study_tree
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from flyrecon.cli import app\n"
+        f"r = CliRunner().invoke(app, ['study-run', '--phase-c-root', {str(phase_c)!r},"
+        f" '--phase-d-root', {str(phase_d)!r}, '--artifact-root', {str(tmp_path)!r},"
+        " '--dry-run', '--dose', '1000'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "assert '6 of 18 jobs' in r.stderr, r.stderr\n"
+        "print(sorted(m for m in ('torch', 'ptychi') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert not (tmp_path / MANIFEST_JSON).exists()
+
+
+def test_real_study_on_a_small_tree(tmp_path: Path) -> None:
+    """The real pty-chi through study-run: outputs, logs and metrics for each job."""
+    root = tmp_path / "real"
+    write_study_tree(root, doses=(100000,))
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--study-root",
+            str(root),
+            "--view",
+            "baseline",
+            "--view",
+            "dense",
+            "--split",
+            "train",
+            "--num-epochs",
+            "15",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    m = json.loads((root / "reconstructions" / MANIFEST_JSON).read_text())
+    assert [r["returncode"] for r in m["execution_results"]] == [0, 0]
+    for rec in m["execution_results"]:
+        out = Path(rec["output_dir"])
+        assert (out / "ptychi_reconstruction.npz").is_file() and (
+            out / "reconstruction.png"
+        ).is_file()
+        assert "epoch 15/15" in Path(rec["log_path"]).read_text()
+        assert rec["metrics"]["complex_relative_error"] < 0.2
