@@ -67,3 +67,32 @@ def print_table(rows: list[tuple[str, str, str]], title: str) -> None:
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+def run_with_rusage(cmd: list[str]) -> tuple[float, float]:
+    """Run a command; return (wall seconds, peak RSS in MiB) of that process alone."""
+    import os
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def make_study_tree(root: Path, dose: int = 100000, object_px: int = 128) -> Path:
+    """A one-dose study tree (baseline, dense, sparse x train, test): six small jobs."""
+    for split, seed in (("train", 1), ("test", 2)):
+        src = make_dataset(
+            root / f"src_{split}.npz", object_px=object_px, step_px=6.0, dose=dose, seed=seed
+        )
+        c_dir = root / "phase_c" / f"dose_{dose}"
+        c_dir.mkdir(parents=True, exist_ok=True)
+        (c_dir / f"patched_{split}.npz").write_bytes(src.read_bytes())
+        for view in ("dense", "sparse"):
+            d_dir = root / "phase_d" / f"dose_{dose}" / view
+            d_dir.mkdir(parents=True, exist_ok=True)
+            (d_dir / f"{view}_{split}.npz").write_bytes(src.read_bytes())
+    return root

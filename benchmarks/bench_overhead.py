@@ -21,11 +21,30 @@ def run(repeats: int = 3, epochs: int = 30, batch: int = 32) -> dict[str, float]
         npz = make_dataset(work / "bench.npz")
         here = Path(__file__).parent
         commands = {
-            "flyrecon": [python(), "-m", "flyrecon", "reconstruct", "--input-npz", str(npz),
-                         "--output-dir", str(work / "fly"), "--num-epochs", str(epochs),
-                         "--batch-size", str(batch), "--device", "cpu"],
-            "plain": [python(), str(here / "plain_ptychi.py"), str(npz), str(work / "plain.npz"),
-                      str(epochs), str(batch)],
+            "flyrecon": [
+                python(),
+                "-m",
+                "flyrecon",
+                "reconstruct",
+                "--input-npz",
+                str(npz),
+                "--output-dir",
+                str(work / "fly"),
+                "--num-epochs",
+                str(epochs),
+                "--batch-size",
+                str(batch),
+                "--device",
+                "cpu",
+            ],
+            "plain": [
+                python(),
+                str(here / "plain_ptychi.py"),
+                str(npz),
+                str(work / "plain.npz"),
+                str(epochs),
+                str(batch),
+            ],
         }
         times = side_by_side(commands, repeats)
     fly, plain = median(times["flyrecon"]), median(times["plain"])

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def engine_input(dataset: PtychoDataset, options: ReconstructOptions) -> tuple[E
     )
 
 
-def _prepare_output_dir(output_dir: Path) -> None:
+def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(output_dir, "output path exists and is not a directory")
     try:
@@ -119,6 +120,9 @@ def _prepare_output_dir(output_dir: Path) -> None:
         raise InputError(output_dir, "output directory is not writable")
     for name in OUTPUT_NAMES:  # result.json first: a stale result must never look current
         (output_dir / name).unlink(missing_ok=True)
+    for name in (*OUTPUT_NAMES, log_name):  # leftovers of a killed run
+        for stale in output_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def _make_logger(log_file: Path) -> tuple[logging.Logger, logging.Handler]:
@@ -198,19 +202,31 @@ def reconstruct(
         output_dir=str(out),
         options=json.loads(settings.model_dump_json()),
     )
+    log_stack = ExitStack()
     try:
-        _prepare_output_dir(out)
+        _prepare_output_dir(out, options.log_name)
+        log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
     except FlyreconError as exc:
         result.returncode, result.status, result.message = exc.exit_code, "invalid", str(exc)
         result.wall_time_s = time.perf_counter() - start
         return result
-    with atomic_path(out / options.log_name) as log_tmp:
+    except OSError as exc:
+        result.returncode, result.status = EXIT_USAGE, "invalid"
+        result.message = f"{out}: cannot write in the output directory ({exc.strerror})"
+        result.wall_time_s = time.perf_counter() - start
+        return result
+    with log_stack:  # renames the log into place when the run ends
         logger, handler = _make_logger(log_tmp)
         try:
             _run(options, result, logger, on_epoch)
         except FlyreconError as exc:
             result.returncode, result.message = exc.exit_code, str(exc)
             result.status = "invalid" if exc.exit_code == EXIT_USAGE else "failed"
+            result.traceback = traceback.format_exc()
+        except OSError as exc:
+            result.returncode, result.status = EXIT_FAILED, "failed"
+            where = exc.filename or out
+            result.message = f"{where}: cannot write ({exc.strerror or exc})"
             result.traceback = traceback.format_exc()
         except Exception as exc:  # unexpected: the job fails, the process goes on
             result.returncode, result.status = EXIT_FAILED, "failed"

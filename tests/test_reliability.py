@@ -1,0 +1,265 @@
+"""Reliability and security: unwritable outputs, crafted files, kills, Ctrl-C, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import simulated_dataset, write_study_tree
+from corrupt_cases import _pickled
+from flyrecon.cli import app
+from flyrecon.data import save_dataset
+from flyrecon.options import ReconSettings, ReconstructOptions
+from flyrecon.reconstruct import reconstruct
+from flyrecon.runner import MANIFEST_JSON
+
+runner = CliRunner()
+PWNED = Path(__file__).with_name("PWNED")
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_output_dir_that_cannot_be_created(tiny_npz: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", "/sys/flyrecon-cannot-exist"],
+    )
+    assert result.exit_code == 2
+    assert "flyrecon-cannot-exist" in result.stderr and "Traceback" not in result.output
+
+
+def test_output_dir_below_a_file(tiny_npz: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(
+        app,
+        [
+            "reconstruct",
+            "--input-npz",
+            str(tiny_npz),
+            "--output-dir",
+            str(tmp_path / "file" / "out"),
+        ],
+    )
+    assert result.exit_code == 2 and "output directory" in result.stderr
+
+
+def test_pickled_study_input_fails_its_job_and_runs_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    write_study_tree(root, doses=(1000,))
+    bad = _pickled("diffraction")(tmp_path)
+    shutil.copy(bad, root / "phase_c" / "dose_1000" / "patched_train.npz")
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--study-root",
+            str(root),
+            "--view",
+            "baseline",
+            "--split",
+            "train",
+            "--num-epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 1
+    (rec,) = json.loads((root / "reconstructions" / MANIFEST_JSON).read_text())["execution_results"]
+    assert rec["returncode"] == 2 and "pickled" in rec["reason"]
+    assert not PWNED.exists()
+
+
+def test_crafted_metadata_and_manifest_cannot_redirect_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_study_run import _stub
+
+    _stub(monkeypatch)
+    root = tmp_path / "study"
+    write_study_tree(root, doses=(1000,))
+    evil = {
+        "output_dir": str(tmp_path / "evil"),
+        "artifact_root": "../../evil",
+        "log_path": str(tmp_path / "evil.log"),
+        "view": "../../../evil",
+        "dose": "../x",
+    }
+    data = simulated_dataset(object_px=64, step_px=8, seed=1)
+    save_dataset(
+        root / "phase_c" / "dose_1000" / "patched_train.npz",
+        type(data)(**{**data.__dict__, "metadata": evil}),
+    )
+    out = root / "out"
+    job_dir = out / "dose_1000" / "baseline" / "train"
+    job_dir.mkdir(parents=True)
+    (out / MANIFEST_JSON).write_text(
+        json.dumps({"jobs": [{"output_dir": str(tmp_path / "evil")}], "execution_results": evil})
+    )
+    (job_dir / "result.json").write_text(json.dumps({**evil, "status": "succeeded"}))
+    (job_dir / "job.json").write_text(json.dumps({"fingerprint": "forged"}))
+    before = _files(tmp_path)
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--phase-c-root",
+            str(root / "phase_c"),
+            "--phase-d-root",
+            str(root / "phase_d"),
+            "--artifact-root",
+            str(out),
+            "--dose",
+            "1000",
+            "--num-epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    new = _files(tmp_path) - before
+    assert new and all(out in p.parents for p in new), sorted(new)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "evil.log").exists()
+    manifest = json.loads((out / MANIFEST_JSON).read_text())
+    assert all(r["status"] == "succeeded" for r in manifest["execution_results"])
+
+
+def test_seeded_single_thread_runs_are_bitwise_identical(tiny_npz: Path, tmp_path: Path) -> None:
+    settings = ReconSettings(num_epochs=3, n_images=60, device="cpu", seed=3, threads=1)
+    objects = []
+    for name in ("a", "b"):
+        result = reconstruct(
+            ReconstructOptions(input_npz=tiny_npz, output_dir=tmp_path / name, settings=settings)
+        )
+        assert result.ok, result.message
+        with np.load(tmp_path / name / "ptychi_reconstruction.npz") as npz:
+            objects.append((npz["object"].copy(), npz["probe"].copy()))
+    assert np.array_equal(objects[0][0], objects[1][0])
+    assert np.array_equal(objects[0][1], objects[1][1])
+
+
+# ---- interruption: real processes, real pty-chi ------------------------------------------
+
+
+def _study_cmd(root: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "flyrecon",
+        "study-run",
+        "--study-root",
+        str(root),
+        "--artifact-root",
+        str(out),
+        "--view",
+        "baseline",
+        "--view",
+        "dense",
+        "--split",
+        "train",
+        "--num-epochs",
+        "40",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
+
+
+def _wait_for_second_job(out: Path, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Block until the first job is recorded and the second job has started its epochs."""
+    second = out / "dose_100000" / "dense" / "train"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "study-run ended before it could be interrupted"
+        try:
+            done = json.loads((out / MANIFEST_JSON).read_text())["execution_results"]
+        except (OSError, ValueError):
+            done = []
+        logs = list(second.glob(".reconstruct.log.*.tmp")) if second.is_dir() else []
+        if len(done) == 1 and logs and "epoch 2/" in logs[0].read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the second job never started")
+
+
+@pytest.fixture(scope="module")
+def kill_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("kill")
+    phase_c, phase_d = write_study_tree(root, doses=(100000,))
+    return root
+
+
+@pytest.mark.slow
+def test_sigkill_mid_job_then_rerun_equals_an_uninterrupted_run(kill_tree: Path) -> None:
+    killed_out, clean_out = kill_tree / "killed", kill_tree / "clean"
+    proc = subprocess.Popen(
+        _study_cmd(kill_tree, killed_out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _wait_for_second_job(killed_out, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    manifest = json.loads((killed_out / MANIFEST_JSON).read_text())  # valid JSON
+    assert [r["key"] for r in manifest["execution_results"]] == ["dose_100000/baseline/train"]
+    second = killed_out / "dose_100000" / "dense" / "train"
+    assert not (second / "result.json").exists()
+    first_npz = killed_out / "dose_100000" / "baseline" / "train" / "ptychi_reconstruction.npz"
+    first_mtime = first_npz.stat().st_mtime_ns
+
+    rerun = subprocess.run(_study_cmd(kill_tree, killed_out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = {
+        r["key"]: r["status"]
+        for r in json.loads((killed_out / MANIFEST_JSON).read_text())["execution_results"]
+    }
+    assert statuses == {
+        "dose_100000/baseline/train": "resumed",
+        "dose_100000/dense/train": "succeeded",
+    }
+    assert first_npz.stat().st_mtime_ns == first_mtime
+    assert not [p for p in killed_out.rglob(".*.tmp")]
+
+    clean = subprocess.run(_study_cmd(kill_tree, clean_out), capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    for job in ("baseline/train", "dense/train"):
+        with (
+            np.load(killed_out / "dose_100000" / job / "ptychi_reconstruction.npz") as a,
+            np.load(clean_out / "dose_100000" / job / "ptychi_reconstruction.npz") as b,
+        ):
+            assert np.array_equal(a["object"], b["object"]), job
+            assert np.array_equal(a["probe"], b["probe"]), job
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_with_130(kill_tree: Path) -> None:
+    out = kill_tree / "sigint"
+    proc = subprocess.Popen(
+        _study_cmd(kill_tree, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_second_job(out, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((out / MANIFEST_JSON).read_text())
+    assert manifest["state"] == "interrupted"
+    last = manifest["execution_results"][-1]
+    assert (last["key"], last["status"], last["returncode"]) == (
+        "dose_100000/dense/train",
+        "interrupted",
+        130,
+    )
+    assert not (out / "dose_100000" / "dense" / "train" / "result.json").exists()
+    assert not [p for p in out.rglob(".*.tmp")]
+    assert os.path.exists(out / "skip_summary.json")
