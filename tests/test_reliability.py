@@ -197,7 +197,7 @@ def _wait_for_second_job(out: Path, proc: subprocess.Popen, timeout_s: float = 1
 @pytest.fixture(scope="module")
 def kill_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kill")
-    phase_c, phase_d = write_study_tree(root, doses=(100000,))
+    write_study_tree(root, doses=(100000,))
     return root
 
 
