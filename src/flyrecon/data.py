@@ -7,12 +7,13 @@ the key and what is wrong.
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -235,6 +236,8 @@ def save_dataset(
     dataset: PtychoDataset,
     *,
     compress: bool = True,
+    compress_level: int = 6,
+    stored_keys: Collection[str] = (),
     coord_dtype: type = np.float64,
     scan_index: np.ndarray | bool = True,
     extra: Mapping[str, np.ndarray] | None = None,
@@ -244,6 +247,9 @@ def save_dataset(
     `coord_dtype` is the dtype of xcoords/ycoords (float64; the seed fixture uses float32).
     `scan_index`: True writes 0..n-1, an array writes those indices, False writes none.
     `extra` adds arrays under other keys (e.g. `filenames`); object arrays are refused.
+    With `compress`, members are deflated at `compress_level` except `stored_keys` (stored as
+    they are: complex ground truth barely compresses and costs the most time). The archive's
+    timestamps are fixed, so the same arrays give the same bytes.
     """
     arrays: dict[str, np.ndarray] = {
         "diffraction": np.asarray(dataset.diffraction, dtype=np.float32),
@@ -266,8 +272,22 @@ def save_dataset(
         if value.dtype.hasobject:
             raise ValueError(f"extra array {key!r} holds Python objects (no pickles)")
         arrays[key] = value
-    save = np.savez_compressed if compress else np.savez
-    return write_with(Path(path), lambda fh: save(fh, **arrays))
+    deflated = set(arrays) - set(stored_keys) if compress else set()
+    return write_with(Path(path), lambda fh: _write_npz(fh, arrays, deflated, compress_level))
+
+
+def _write_npz(
+    fh: IO[bytes], arrays: dict[str, np.ndarray], deflated: set[str], level: int
+) -> None:
+    """An NPZ (a zip of .npy members) with fixed timestamps; `deflated` members compressed."""
+    with zipfile.ZipFile(fh, mode="w", allowZip64=True) as archive:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            method = zipfile.ZIP_DEFLATED if key in deflated else zipfile.ZIP_STORED
+            info.external_attr = 0o600 << 16
+            archive.writestr(info, buffer.getbuffer(), compress_type=method, compresslevel=level)
 
 
 def load_complex_array(path: Path | str, key: str) -> np.ndarray:

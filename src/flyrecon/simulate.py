@@ -215,3 +215,32 @@ def greedy_spacing_selection(
             ky[n], kx[n] = ycoords[idx], xcoords[idx]
             kept.append(int(idx))
     return np.sort(np.array(kept, dtype=np.intp))
+
+
+def shifted_probe(probe: np.ndarray) -> np.ndarray:
+    """The probe times (-1)^(row + col), complex128, for the shift-free far field.
+
+    For an even window N, |fft2(shifted_probe(P) * patch)|^2 equals
+    |fftshift(fft2(ifftshift(P * patch)))|^2 (DC at pixel N/2): the input shift only changes
+    the phase of the field, and the output shift is the checkerboard folded into the probe.
+    """
+    rows, cols = probe.shape
+    if rows != cols or rows % 2:
+        raise ValueError(f"the probe window must be square and even, got {probe.shape}")
+    sign = 1 - 2 * (np.add.outer(np.arange(rows), np.arange(cols)) % 2)
+    return probe.astype(np.complex128) * sign
+
+
+def far_field_intensity_shifted(
+    obj: np.ndarray, probe_shifted: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray
+) -> np.ndarray:
+    """Expected intensity |FFT(probe * patch)|^2, DC at the centre, float32 (n, N, N).
+
+    Same result as `far_field_intensity` (unnormalised FFT) for a probe prepared by
+    `shifted_probe`, without the two shift copies; one batch, no chunking.
+    """
+    size = probe_shifted.shape[0]
+    field = np.fft.fft2(object_patches(obj, ycoords, xcoords, size) * probe_shifted)
+    out = np.empty(field.shape, dtype=np.float32)
+    np.add(np.square(field.real), np.square(field.imag), out=out, casting="same_kind")
+    return out

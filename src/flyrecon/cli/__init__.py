@@ -8,6 +8,7 @@ import typer
 
 from flyrecon import __version__
 from flyrecon.cli._errors import State
+from flyrecon.cli.prep_synthetic import prep_synthetic_command
 from flyrecon.cli.reconstruct import reconstruct_command
 from flyrecon.cli.study_run import study_run_command
 
@@ -37,6 +38,7 @@ def _root(
 
 
 app.command("reconstruct")(reconstruct_command)
+app.command("prep-synthetic")(prep_synthetic_command)
 app.command("study-run")(study_run_command)
 
 

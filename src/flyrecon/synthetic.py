@@ -1,0 +1,663 @@
+"""`prep-synthetic`: simulate the dose/overlap study's phase C and phase D datasets.
+
+Pure numpy (no pty-chi, torch or matplotlib). One object, probe and scan serve every dose;
+only the Poisson noise differs. The expected intensities of each split are computed once;
+the doses are then sampled and written one at a time, so memory does not grow with the number
+of doses. See docs/synthetic-data.md for the physics, seeds, presets and layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flyrecon import __version__, simulate
+from flyrecon.atomic import write_json
+from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
+from flyrecon.errors import InputError
+
+SPLITS = ("train", "test")
+"""Spatial halves: train is the top half of the object (small y), test the bottom half."""
+VIEWS = ("dense", "sparse")
+"""Phase D views (phase C is the `baseline` view: every position of the split)."""
+PROBE_POWER_FRACTION = 0.9
+"""The probe diameter is the disc about the intensity centroid holding this power fraction."""
+CHUNK_PATTERNS = 256
+"""Patterns per chunk: bounds memory and fixes the noise streams (one generator per chunk)."""
+STUDY_JSON = "study.json"
+COMPRESS_LEVEL = 1
+"""zlib level of the NPZ members (Y, complex ground truth, is stored uncompressed)."""
+FIXTURE_OBJECT_PX = 128
+FIXTURE_PROBE_PX = 64
+FIXTURE_COLS_PX = (40, 56, 72, 88)
+FIXTURE_ROWS_PX = {"train": (36, 50), "test": (78, 92)}
+"""Fixture scan: a 4 x 2 grid per split (16/14 px apart, about 30 % linear overlap)."""
+NOISE_STREAM = (
+    "chunk k (of CHUNK_PATTERNS patterns) of split s (train 0, test 1) at dose d draws from "
+    "numpy default_rng([noise_seed, d, s, k])"
+)
+SELECTION_STREAM = (
+    "view v (dense 0, sparse 1) of split s (train 0, test 1) selects with numpy "
+    "default_rng([selection_seed, v, s])"
+)
+COUNTS_MODEL = (
+    "counts ~ Poisson(intensity_scale * |fftshift(fft2(ifftshift(probeGuess * patch)))|^2), "
+    "diffraction = sqrt(counts); patch = objectGuess[y - N/2 : y + N/2, x - N/2 : x + N/2]"
+)
+DIAMETER_DEFINITION = (
+    f"diameter of the disc about the probe's intensity centroid holding "
+    f"{PROBE_POWER_FRACTION:.0%} of its power"
+)
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(description, steps_done, steps_total)."""
+
+
+class Preset(StrEnum):
+    """Dataset sizes: `quick` for demos and CI, `full` for the study's real scale."""
+
+    QUICK = "quick"
+    FULL = "full"
+
+
+class ScanKind(StrEnum):
+    """Scan pattern of each split: a jittered raster or a Fermat spiral."""
+
+    RASTER = "raster"
+    FERMAT = "fermat"
+
+
+PRESETS: dict[Preset, dict[str, Any]] = {
+    Preset.QUICK: {"object_px": 192, "step_px": 6.0, "jitter_px": 1.0},
+    Preset.FULL: {"object_px": 512, "step_px": 5.0, "jitter_px": 1.0},
+}
+"""Values a preset gives to the options left unset."""
+
+_SEED_PURPOSES = ("object", "scan", "noise", "selection")
+
+
+class SyntheticOptions(BaseModel):
+    """Everything that decides a synthetic study; unset sizes come from the preset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    output_root: Path
+    preset: Preset = Preset.QUICK
+    object_px: int = Field(default=None, ge=16)  # type: ignore[assignment]
+    """Side of the square procedural object (ignored with `object_npz`)."""
+    probe_px: int = Field(default=64, ge=8)
+    """Side of the probe window (even; a `probe_npz` must match)."""
+    step_px: float = Field(default=None, gt=0)  # type: ignore[assignment]
+    """Raster step, or the mean spacing of the Fermat spiral."""
+    jitter_px: float = Field(default=None, ge=0)  # type: ignore[assignment]
+    """Uniform random offset of each raster position, at most this many pixels."""
+    scan: ScanKind = ScanKind.RASTER
+    doses: tuple[int, ...] = Field(default=(1_000, 10_000, 100_000), min_length=1)
+    """Mean expected photons per pattern; one `dose_<int>` folder each."""
+    dense_overlap: float = Field(default=0.7, ge=0, lt=1)
+    sparse_overlap: float = Field(default=0.2, ge=0, lt=1)
+    min_positions: int = Field(default=8, ge=2)
+    """A view keeping fewer positions than this in a split is an error."""
+    seed: int = Field(default=0, ge=0)
+    """Base seed; each unset purpose seed derives from it."""
+    object_seed: int | None = Field(default=None, ge=0)
+    scan_seed: int | None = Field(default=None, ge=0)
+    noise_seed: int | None = Field(default=None, ge=0)
+    selection_seed: int | None = Field(default=None, ge=0)
+    probe_npz: Path | None = None
+    """Measured probe: key `probeGuess` of this NPZ (normalised to unit power)."""
+    object_npz: Path | None = None
+    """Object: key `objectGuess` of this NPZ."""
+    fixture: bool = False
+    """Write the seed ticket's minimal layout (8 patterns per file), simulated."""
+    noiseless: bool = False
+    """Store sqrt(expected counts) instead of Poisson samples (for checks)."""
+    compress: bool = True
+    workers: int = Field(default=2, ge=1)
+    """Threads for the FFT and Poisson chunks (the results do not depend on it)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            preset = Preset(data.get("preset") or Preset.QUICK)
+            data = {**data, "preset": preset}
+            for key, value in PRESETS[preset].items():
+                if data.get(key) is None:
+                    data[key] = value
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticOptions:
+        if self.probe_px % 2:
+            raise ValueError(f"probe_px must be even, got {self.probe_px}")
+        if len(set(self.doses)) != len(self.doses):
+            raise ValueError(f"doses must be distinct, got {list(self.doses)}")
+        if any(d < 1 for d in self.doses):
+            raise ValueError("doses must be at least 1 photon per pattern")
+        if self.fixture and (self.probe_npz or self.object_npz):
+            raise ValueError("--fixture uses its own 128 px object and 64 px probe")
+        if self.fixture and self.probe_px != FIXTURE_PROBE_PX:
+            raise ValueError(f"--fixture needs probe_px {FIXTURE_PROBE_PX}")
+        return self
+
+    def seeds(self) -> dict[str, int]:
+        """The seed of each purpose: the given one, else derived from `seed` (recorded)."""
+        out = {}
+        for index, purpose in enumerate(_SEED_PURPOSES):
+            given = getattr(self, f"{purpose}_seed")
+            derived = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+            out[purpose] = derived if given is None else given
+        return out
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The dose-independent part of the study: object, probe and positions per split."""
+
+    obj: np.ndarray
+    probe: np.ndarray
+    positions: dict[str, tuple[np.ndarray, np.ndarray]]
+    """split -> (ycoords, xcoords), whole pixels, float64."""
+    views: dict[tuple[str, str], np.ndarray]
+    """(view, split) -> indices into the split's positions."""
+    probe_diameter_px: float
+
+    def min_spacing_px(self, overlap: float) -> float:
+        return (1.0 - overlap) * self.probe_diameter_px
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One NPZ written, with its SHA-256 content hash."""
+
+    path: str
+    """Relative to the output root."""
+    sha256: str
+    bytes: int
+    dose: int
+    view: str
+    split: str
+    n_patterns: int
+
+
+@dataclass(frozen=True)
+class ViewCount:
+    """Positions kept by a view in a split (the same at every dose)."""
+
+    view: str
+    split: str
+    kept: int
+    candidates: int
+    min_spacing_px: float | None
+
+
+@dataclass
+class PrepResult:
+    """What `prepare_study` wrote."""
+
+    output_root: Path
+    phase_c_root: Path
+    phase_d_root: Path
+    study_json: Path
+    doses: tuple[int, ...]
+    probe_diameter_px: float
+    files: list[WrittenFile] = field(default_factory=list)
+    counts: list[ViewCount] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------- the scene
+
+
+def _load_probe(options: SyntheticOptions) -> np.ndarray:
+    if options.probe_npz is None:
+        return simulate.focused_probe(options.probe_px)
+    probe = load_complex_array(options.probe_npz, "probeGuess")
+    rows, cols = probe.shape
+    if rows != cols or rows % 2:
+        raise InputError(
+            options.probe_npz,
+            f"probe must be square with an even side, got {probe.shape}",
+            "probeGuess",
+        )
+    if "probe_px" in options.model_fields_set and rows != options.probe_px:
+        raise InputError(
+            options.probe_npz,
+            f"probe is {rows} px but --probe-px is {options.probe_px}",
+            "probeGuess",
+        )
+    probe = probe.astype(np.complex128)
+    return (probe / np.sqrt(np.sum(np.abs(probe) ** 2))).astype(np.complex64)
+
+
+def _load_object(options: SyntheticOptions, rng: np.random.Generator) -> np.ndarray:
+    if options.object_npz is None:
+        side = options.object_px
+        return simulate.procedural_object((side, side), rng)
+    return load_complex_array(options.object_npz, "objectGuess")
+
+
+def split_ranges(
+    shape: tuple[int, int], probe_px: int, diameter_px: float
+) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
+    """Centre ranges (rows, cols) per split: probe windows inside the object, and a guard
+    band of one probe diameter between the halves so their illuminated discs never meet."""
+    height, width = shape
+    half = probe_px / 2
+    cols = (half, width - half)
+    rows = {
+        "train": (half, height / 2 - diameter_px / 2),
+        "test": (height / 2 + diameter_px / 2, height - half),
+    }
+    return {split: (rows[split], cols) for split in SPLITS}
+
+
+def _scan(
+    options: SyntheticOptions,
+    ranges: tuple[tuple[float, float], tuple[float, float]],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = ranges
+    if options.scan == ScanKind.FERMAT:
+        return simulate.fermat_scan(rows, cols, options.step_px)
+    return simulate.raster_scan(rows, cols, options.step_px, options.jitter_px, rng)
+
+
+def _select_views(
+    options: SyntheticOptions,
+    positions: dict[str, tuple[np.ndarray, np.ndarray]],
+    diameter_px: float,
+    selection_seed: int,
+) -> dict[tuple[str, str], np.ndarray]:
+    views = {}
+    for v, view in enumerate(VIEWS):
+        overlap = getattr(options, f"{view}_overlap")
+        spacing = (1.0 - overlap) * diameter_px
+        for s, split in enumerate(SPLITS):
+            y, x = positions[split]
+            rng = np.random.default_rng([selection_seed, v, s])
+            kept = simulate.greedy_spacing_selection(y, x, spacing, rng)
+            if len(kept) < options.min_positions:
+                raise InputError(
+                    None,
+                    f"the {view} view keeps {len(kept)} of {len(y)} {split} positions at a "
+                    f"spacing of at least {spacing:.1f} px ((1 - {overlap}) x {diameter_px:.1f} "
+                    f"px probe diameter), fewer than the minimum {options.min_positions}; raise "
+                    f"--{view}-overlap or --object-px, or lower --min-positions",
+                )
+            views[view, split] = kept
+    return views
+
+
+def build_scene(options: SyntheticOptions) -> Scene:
+    """Object, probe, scan positions of both splits and the views (everything but the noise)."""
+    seeds = options.seeds()
+    probe = _load_probe(options)
+    diameter = simulate.probe_diameter_px(probe, PROBE_POWER_FRACTION)
+    if options.fixture:
+        return _fixture_scene(options, probe, diameter, seeds["object"])
+    obj = _load_object(options, np.random.default_rng(seeds["object"]))
+    size = probe.shape[0]
+    where = options.object_npz or "options"
+    if min(obj.shape) < size:
+        raise InputError(where, f"object {obj.shape} is smaller than the {size} px probe")
+    scan_rng = np.random.default_rng(seeds["scan"])
+    positions = {}
+    for split, ranges in split_ranges(obj.shape, size, diameter).items():
+        (r0, r1), _ = ranges
+        if r1 < r0:
+            raise InputError(
+                where,
+                f"object height {obj.shape[0]} px leaves no room for the {split} half: it needs "
+                f"at least 2 x {size} px probe + {diameter:.1f} px guard band",
+            )
+        positions[split] = _scan(options, ranges, scan_rng)
+    views = _select_views(options, positions, diameter, seeds["selection"])
+    return Scene(obj, probe, positions, views, diameter)
+
+
+def _fixture_scene(
+    options: SyntheticOptions, probe: np.ndarray, diameter: float, object_seed: int
+) -> Scene:
+    side = FIXTURE_OBJECT_PX
+    obj = simulate.procedural_object((side, side), np.random.default_rng(object_seed))
+    positions = {}
+    for split in SPLITS:
+        gy, gx = np.meshgrid(FIXTURE_ROWS_PX[split], FIXTURE_COLS_PX, indexing="ij")
+        positions[split] = (gy.ravel().astype(np.float64), gx.ravel().astype(np.float64))
+    views = {(v, s): np.arange(len(positions[s][0])) for v in VIEWS for s in SPLITS}
+    return Scene(obj, probe, positions, views, diameter)
+
+
+# ----------------------------------------------------------------------------- the simulation
+
+
+def _chunks(n: int) -> Iterator[tuple[int, slice]]:
+    for k, start in enumerate(range(0, n, CHUNK_PATTERNS)):
+        yield k, slice(start, min(start + CHUNK_PATTERNS, n))
+
+
+def expected_intensity(
+    obj: np.ndarray, probe: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, workers: int = 1
+) -> np.ndarray:
+    """|FFT(probe * patch)|^2 of every position (DC centred, float32), in threaded chunks."""
+    shifted = simulate.shifted_probe(probe)
+    obj128 = obj.astype(np.complex128)
+    out = np.empty((len(ycoords), *probe.shape), dtype=np.float32)
+
+    def one(chunk: slice) -> None:
+        out[chunk] = simulate.far_field_intensity_shifted(
+            obj128, shifted, ycoords[chunk], xcoords[chunk]
+        )
+
+    _run_chunks(one, [c for _, c in _chunks(len(ycoords))], workers)
+    return out
+
+
+def sample_amplitude(
+    expected: np.ndarray,
+    scale: float,
+    stream: tuple[int, ...],
+    workers: int = 1,
+    noiseless: bool = False,
+) -> np.ndarray:
+    """sqrt(Poisson(scale * expected)) as float32; chunk k draws from default_rng([*stream, k]).
+
+    The result depends on `stream` only, not on `workers`. `noiseless` gives sqrt(scale *
+    expected) instead.
+    """
+    out = np.empty(expected.shape, dtype=np.float32)
+
+    def one(item: tuple[int, slice]) -> None:
+        k, chunk = item
+        if noiseless:
+            out[chunk] = np.sqrt(expected[chunk].astype(np.float64) * scale)
+        else:
+            rng = np.random.default_rng([*stream, k])
+            out[chunk] = simulate.poisson_amplitude(expected[chunk], scale, rng)
+
+    _run_chunks(one, list(_chunks(len(expected))), workers)
+    return out
+
+
+def _run_chunks(fn: Callable[[Any], None], items: list[Any], workers: int) -> None:
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        list(pool.map(fn, items))
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fixture_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Seed-style Y: (n, 2N, 2N) object windows centred on each position, padded with 1."""
+    width = 2 * FIXTURE_PROBE_PX
+    half = width // 2
+    padded = np.pad(obj, half, constant_values=1 + 0j)
+    top = np.rint(y).astype(int)
+    left = np.rint(x).astype(int)
+    return np.stack([padded[t : t + width, c : c + width] for t, c in zip(top, left, strict=True)])
+
+
+def _write(
+    root: Path,
+    rel: Path,
+    dataset: PtychoDataset,
+    index: np.ndarray,
+    options: SyntheticOptions,
+    result: PrepResult,
+) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if options.fixture:
+        names = np.array([f"img_{i:04d}" for i in range(dataset.n_patterns)])
+        save_dataset(
+            path,
+            dataset,
+            compress=options.compress,
+            compress_level=COMPRESS_LEVEL,
+            stored_keys=("Y",),
+            coord_dtype=np.float32,
+            scan_index=False,
+            extra={"filenames": names},
+        )
+    else:
+        save_dataset(
+            path,
+            dataset,
+            compress=options.compress,
+            compress_level=COMPRESS_LEVEL,
+            stored_keys=("Y",),
+            scan_index=index,
+        )
+    meta = dataset.metadata
+    result.files.append(
+        WrittenFile(
+            path=rel.as_posix(),
+            sha256=_sha256(path),
+            bytes=path.stat().st_size,
+            dose=meta["dose"],
+            view=meta["view"],
+            split=meta["split"],
+            n_patterns=dataset.n_patterns,
+        )
+    )
+
+
+def _file_path(dose: int, view: str, split: str) -> Path:
+    if view == "baseline":
+        return Path("phase_c") / f"dose_{dose}" / f"patched_{split}.npz"
+    return Path("phase_d") / f"dose_{dose}" / view / f"{view}_{split}.npz"
+
+
+def _design(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
+    return {
+        "mode": "fixture" if options.fixture else "preset",
+        "preset": None if options.fixture else str(options.preset),
+        "object_shape_px": list(scene.obj.shape),
+        "object_source": str(options.object_npz) if options.object_npz else "procedural",
+        "probe_px": int(scene.probe.shape[0]),
+        "probe_source": str(options.probe_npz) if options.probe_npz else "focused_probe",
+        "probe_diameter_px": scene.probe_diameter_px,
+        "probe_diameter_definition": DIAMETER_DEFINITION,
+        "scan": "fixture grid" if options.fixture else str(options.scan),
+        "step_px": None if options.fixture else options.step_px,
+        "jitter_px": None if options.fixture else options.jitter_px,
+        "doses": list(options.doses),
+        "overlap_fraction": {v: getattr(options, f"{v}_overlap") for v in VIEWS},
+        "min_spacing_px": {
+            v: scene.min_spacing_px(getattr(options, f"{v}_overlap")) for v in VIEWS
+        },
+        "min_positions": options.min_positions,
+        "split": "train: top half (rows <= H/2 - d/2), test: bottom half (rows >= H/2 + d/2)",
+        "counts_model": COUNTS_MODEL,
+        "noiseless": options.noiseless,
+        "chunk_patterns": CHUNK_PATTERNS,
+    }
+
+
+def _seed_record(options: SyntheticOptions) -> dict[str, Any]:
+    return {
+        "base": options.seed,
+        **options.seeds(),
+        "derivation": "an unset purpose seed i (object 0, scan 1, noise 2, selection 3) is "
+        "SeedSequence([base, i]).generate_state(1)[0]",
+        "noise_stream": NOISE_STREAM,
+        "selection_stream": SELECTION_STREAM,
+    }
+
+
+def _metadata(
+    options: SyntheticOptions,
+    scene: Scene,
+    dose: int,
+    scale: float,
+    view: str,
+    split: str,
+    mean_counts: float,
+    kept: int,
+) -> dict[str, Any]:
+    overlap = None if view == "baseline" else getattr(options, f"{view}_overlap")
+    candidates = len(scene.positions[split][0])
+    return {
+        "dose": dose,
+        "intensity_scale": scale,
+        "mean_expected_counts": mean_counts,
+        "counts_model": COUNTS_MODEL,
+        "noiseless": options.noiseless,
+        "view": view,
+        "split": split,
+        "phase": "C" if view == "baseline" else "D",
+        "overlap_fraction": overlap,
+        "min_spacing_px": None if overlap is None else scene.min_spacing_px(overlap),
+        "probe_diameter_px": scene.probe_diameter_px,
+        "probe_diameter_definition": DIAMETER_DEFINITION,
+        "accepted": kept,
+        "rejected": candidates - kept,
+        "candidates": candidates,
+        "seeds": _seed_record(options),
+        "fixture": options.fixture,
+        "fixture_note": "every view holds the split's 8 positions (no spacing selection)"
+        if options.fixture
+        else None,
+        "flyrecon_version": __version__,
+        "generator": "flyrecon prep-synthetic",
+    }
+
+
+def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -> PrepResult:
+    """Simulate and write the phase C and phase D trees and study.json under the output root."""
+    root = options.output_root
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "output root exists and is not a directory")
+    scene = build_scene(options)
+    root.mkdir(parents=True, exist_ok=True)
+    seeds = options.seeds()
+    result = PrepResult(
+        output_root=root,
+        phase_c_root=root / "phase_c",
+        phase_d_root=root / "phase_d",
+        study_json=root / STUDY_JSON,
+        doses=options.doses,
+        probe_diameter_px=scene.probe_diameter_px,
+    )
+    for split in SPLITS:
+        n = len(scene.positions[split][0])
+        result.counts.append(ViewCount("baseline", split, n, n, None))
+        for view in VIEWS:
+            spacing = scene.min_spacing_px(getattr(options, f"{view}_overlap"))
+            result.counts.append(ViewCount(view, split, len(scene.views[view, split]), n, spacing))
+
+    total_steps = len(SPLITS) * (1 + len(options.doses))
+    done = 0
+
+    def step(description: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(description, done, total_steps)
+
+    if progress is not None:
+        progress("simulating", 0, total_steps)
+    expected: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        y, x = scene.positions[split]
+        expected[split] = expected_intensity(scene.obj, scene.probe, y, x, options.workers)
+        step(f"far field ({split})")
+    totals = {s: expected[s].sum(axis=(1, 2), dtype=np.float64) for s in SPLITS}
+    mean_total = float(np.concatenate(list(totals.values())).mean())
+
+    for dose in options.doses:
+        scale = dose / mean_total
+        for s, split in enumerate(SPLITS):
+            y, x = scene.positions[split]
+            amplitude = sample_amplitude(
+                expected[split],
+                scale,
+                (seeds["noise"], dose, s),
+                options.workers,
+                options.noiseless,
+            )
+            _write_split(options, scene, result, dose, scale, split, amplitude, totals[split])
+            del amplitude
+            step(f"dose {dose} ({split})")
+
+    write_json(result.study_json, _study_record(options, scene, result))
+    return result
+
+
+def _write_split(
+    options: SyntheticOptions,
+    scene: Scene,
+    result: PrepResult,
+    dose: int,
+    scale: float,
+    split: str,
+    amplitude: np.ndarray,
+    totals: np.ndarray,
+) -> None:
+    y, x = scene.positions[split]
+    n = len(y)
+    size = scene.probe.shape[0]
+    subsets = {"baseline": np.arange(n), **{v: scene.views[v, split] for v in VIEWS}}
+    for view, index in subsets.items():
+        yy, xx = y[index], x[index]
+        if options.fixture:
+            patches = _fixture_patches(scene.obj, yy, xx)
+        else:
+            patches = simulate.object_patches(scene.obj, yy, xx, size)
+        meta = _metadata(
+            options,
+            scene,
+            dose,
+            scale,
+            view,
+            split,
+            float(totals[index].mean() * scale),
+            len(index),
+        )
+        dataset = PtychoDataset(
+            diffraction=amplitude[index],
+            object_guess=scene.obj,
+            probe_guess=scene.probe,
+            xcoords=xx,
+            ycoords=yy,
+            y_patches=patches,
+            metadata=meta,
+        )
+        _write(result.output_root, _file_path(dose, view, split), dataset, index, options, result)
+
+
+def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -> dict[str, Any]:
+    return {
+        "generator": "flyrecon prep-synthetic",
+        "flyrecon_version": __version__,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "phase_c_root": "phase_c",
+        "phase_d_root": "phase_d",
+        "design": _design(options, scene),
+        "seeds": _seed_record(options),
+        "counts": [vars(c) for c in result.counts],
+        "files": [vars(f) for f in result.files],
+        "workers": options.workers,
+    }
