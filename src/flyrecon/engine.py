@@ -20,7 +20,10 @@ from flyrecon.errors import ReconstructionError
 from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
 
 EpochCallback = Callable[[int, int, float], None]
-"""Called after each epoch with (epochs done, epochs total, loss)."""
+"""Called after each epoch with (epochs done, epochs planned, loss)."""
+
+MIN_PATTERNS_FOR_HOLDOUT = 20
+"""Below this many patterns an automatic stop holds nothing out and runs `max_epochs`."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,12 @@ class EngineResult:
     options: dict[str, Any]
     device: str
     epochs_run: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    holdout_history: list[float] = field(default_factory=list)
+    """Automatic stop: error on the held-out patterns after each epoch."""
+    best_epoch: int | None = None
+    """Automatic stop: the epoch whose object and probe are returned."""
+    holdout_indices: list[int] = field(default_factory=list)
+    stop_reason: str = "fixed epochs"
 
 
 def cuda_available() -> bool:
@@ -103,7 +111,7 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
         raise ReconstructionError(f"unknown algorithm {algorithm}")
 
     rec = options.reconstructor_options
-    rec.num_epochs = settings.num_epochs
+    rec.num_epochs = settings.num_epochs or settings.max_epochs
     rec.batch_size = min(settings.effective_batch_size, n_patterns)
     rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
     rec.random_seed = settings.seed
@@ -140,34 +148,93 @@ def _last_loss(task: Any) -> float:
     return float(table["loss"].iloc[-1])
 
 
+def holdout_split(n: int, fraction: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, held-out) pattern indices; nothing is held out for small scans."""
+    if n < MIN_PATTERNS_FOR_HOLDOUT:
+        return np.arange(n), np.arange(0)
+    n_hold = max(2, round(fraction * n))
+    held = np.sort(np.random.default_rng(seed).choice(n, size=n_hold, replace=False))
+    return np.setdiff1d(np.arange(n), held), held
+
+
+class _HoldoutScore:
+    """Error of pty-chi's current model on patterns it never trained on.
+
+    The predicted intensity uses pty-chi's own patch extraction and every probe mode; the error
+    is the mean squared difference of amplitudes (square roots of intensities).
+    """
+
+    def __init__(self, task: Any, intensities: np.ndarray, positions_px: np.ndarray) -> None:
+        import torch
+
+        self.task = task
+        device = task.object.data.device
+        self.positions = torch.as_tensor(positions_px, dtype=torch.float32, device=device)
+        self.amplitudes = torch.as_tensor(np.sqrt(intensities), device=device)
+
+    def __call__(self) -> float:
+        import torch
+
+        with torch.no_grad():
+            probe = self.task.probe.data[0]  # (modes, N, N), first OPR mode
+            patches = self.task.object.extract_patches(self.positions, probe.shape[-2:])[:, 0]
+            far = torch.fft.fft2(patches[:, None] * probe[None])
+            predicted = torch.fft.fftshift((far.abs() ** 2).sum(1), dim=(-2, -1)).sqrt()
+            return float(((predicted - self.amplitudes) ** 2).mean())
+
+
+def _snapshot(task: Any) -> tuple[np.ndarray, np.ndarray]:
+    obj = task.get_data_to_cpu("object", as_numpy=True)[0]
+    probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
+    return obj.copy(), probe.copy()
+
+
 def run_engine(
     inp: EngineInput,
     settings: ReconSettings,
     *,
     on_epoch: EpochCallback | None = None,
 ) -> EngineResult:
-    """Run pty-chi for exactly `settings.num_epochs` epochs and return the result.
+    """Run pty-chi and return the result.
 
-    Raises `ReconstructionError` when pty-chi raises or the loss stops being finite.
+    With `settings.num_epochs` set, exactly that many epochs on every pattern. With None, a
+    seeded `holdout_fraction` of the patterns is held out; training stops when their error has
+    not improved for `patience` epochs (or after `max_epochs`), and the object and probe of
+    the best epoch are returned. Raises `ReconstructionError` when pty-chi raises or the loss
+    stops being finite.
     """
     import logging
     import warnings
 
     device = resolve_device(settings.device)
+    auto = settings.num_epochs is None
+    n = inp.intensities.shape[0]
+    train, held = (
+        holdout_split(n, settings.holdout_fraction, settings.seed)
+        if auto
+        else (np.arange(n), np.arange(0))
+    )
+    planned = settings.max_epochs if auto else settings.num_epochs
     with _torch_state(settings.threads), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
         from ptychi.api.task import PtychographyTask
 
         logging.getLogger("ptychi").setLevel(logging.WARNING)
-        options = build_options(settings, device, inp.intensities.shape[0])
+        options = build_options(settings, device, len(train))
+        options.reconstructor_options.num_epochs = planned
         try:
             task = PtychographyTask(
                 options,
-                diffraction_data=inp.intensities,
+                diffraction_data=inp.intensities[train],
                 object_data=inp.object_init[None],
                 probe_data=inp.probe_init[None, None],
-                probe_position_x_px=inp.positions_px[:, 1],
-                probe_position_y_px=inp.positions_px[:, 0],
+                probe_position_x_px=inp.positions_px[train, 1],
+                probe_position_y_px=inp.positions_px[train, 0],
+            )
+            score = (
+                _HoldoutScore(task, inp.intensities[held], inp.positions_px[held])
+                if len(held)
+                else None
             )
         except Exception as exc:
             raise ReconstructionError(
@@ -175,7 +242,11 @@ def run_engine(
             ) from exc
 
         losses: list[float] = []
-        for epoch in range(1, settings.num_epochs + 1):
+        holdout: list[float] = []
+        best: tuple[np.ndarray, np.ndarray] | None = None
+        best_epoch: int | None = None
+        stop_reason = "fixed epochs" if not auto else f"max_epochs ({planned}) reached"
+        for epoch in range(1, planned + 1):
             try:
                 task.run(n_epochs=1)
             except Exception as exc:
@@ -187,10 +258,20 @@ def run_engine(
             if not math.isfinite(loss):
                 raise ReconstructionError(f"loss became {loss} at epoch {epoch}")
             if on_epoch is not None:
-                on_epoch(epoch, settings.num_epochs, loss)
+                on_epoch(epoch, planned, loss)
+            if score is None:
+                continue
+            holdout.append(score())
+            if best_epoch is None or holdout[-1] < holdout[best_epoch - 1]:
+                best, best_epoch = _snapshot(task), epoch
+            elif epoch - best_epoch >= settings.patience:
+                stop_reason = (
+                    f"held-out error stopped falling (best at epoch {best_epoch}, "
+                    f"{settings.patience} epochs without improvement)"
+                )
+                break
 
-        obj = task.get_data_to_cpu("object", as_numpy=True)[0]
-        probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
+        obj, probe = best if best is not None else _snapshot(task)
         positions = task.get_data_to_cpu("probe_positions", as_numpy=True)
         if not (np.isfinite(obj).all() and np.isfinite(probe).all()):
             raise ReconstructionError("the reconstructed object or probe holds NaN or Inf")
@@ -198,15 +279,21 @@ def run_engine(
             options_dict = json.loads(json.dumps(options.get_dict(), default=str))
         except Exception:  # pragma: no cover - recording options must never fail a job
             options_dict = {"unavailable": True}
-        del task
+        del task, score
+    full_positions = np.array(inp.positions_px, dtype=np.float64)
+    full_positions[train] = positions
     return EngineResult(
         object=obj.astype(np.complex64),
         probe=probe.astype(np.complex64),
-        positions_px=np.asarray(positions, dtype=np.float64),
+        positions_px=full_positions,
         loss_history=losses,
         options=options_dict,
         device=device,
         epochs_run=len(losses),
+        holdout_history=holdout,
+        best_epoch=best_epoch,
+        holdout_indices=[int(i) for i in held],
+        stop_reason=stop_reason,
     )
 
 

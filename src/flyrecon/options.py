@@ -82,8 +82,15 @@ class ReconSettings(_Model):
 
     algorithm: Algorithm = Algorithm.LSQML
     """Engine."""
-    num_epochs: int = Field(default=50, ge=1, le=100_000)
-    """Exactly this many epochs (passes over the patterns)."""
+    num_epochs: int | None = Field(default=50, ge=1, le=100_000)
+    """Exactly this many epochs; None stops automatically when the error on held-out patterns
+    stops falling (at most `max_epochs`)."""
+    max_epochs: int = Field(default=100, ge=1, le=100_000)
+    """Cap on the epochs of an automatic stop."""
+    holdout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    """Share of the patterns held out to decide an automatic stop (never trained on)."""
+    patience: int = Field(default=4, ge=1)
+    """Automatic stop: epochs without a new best held-out error before stopping."""
     n_images: int | None = Field(default=None, ge=2)
     """Use the first n patterns; None uses all. More than the file holds is an error."""
     batch_size: int | None = Field(default=None, ge=1)

@@ -19,8 +19,23 @@ AlgorithmOpt = Annotated[
     ),
 ]
 EpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-epochs",
+        min=1,
+        help="Exactly this many epochs. Without it: stop when the error on held-out patterns "
+        "stops falling (at most --max-epochs).",
+        rich_help_panel=RECON,
+    ),
+]
+MaxEpochsOpt = Annotated[
     int,
-    typer.Option("--num-epochs", min=1, help="Exactly this many epochs.", rich_help_panel=RECON),
+    typer.Option(
+        "--max-epochs",
+        min=1,
+        help="Cap on epochs when stopping automatically.",
+        rich_help_panel=RECON,
+    ),
 ]
 NImagesOpt = Annotated[
     int | None,
@@ -97,7 +112,7 @@ OutputDirOpt = Annotated[
 
 def recon_settings(
     algorithm: Algorithm,
-    num_epochs: int,
+    num_epochs: int | None,
     n_images: int | None,
     batch_size: int | None,
     device: Device,
@@ -106,6 +121,7 @@ def recon_settings(
     probe_init: ProbeInit,
     noise_model: NoiseModel,
     threads: int | None,
+    max_epochs: int = _DEFAULTS.max_epochs,
 ) -> ReconSettings:
     """Build the shared settings model from the shared flags."""
     return ReconSettings(
@@ -119,6 +135,7 @@ def recon_settings(
         probe_init=probe_init,
         noise_model=noise_model,
         threads=threads,
+        max_epochs=max_epochs,
     )
 
 

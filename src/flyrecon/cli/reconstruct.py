@@ -21,6 +21,7 @@ def reconstruct_command(
     output_dir: p.OutputDirOpt = Path("flyrecon_out"),
     algorithm: p.AlgorithmOpt = D.algorithm,
     num_epochs: p.EpochsOpt = D.num_epochs,
+    max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,
     device: p.DeviceOpt = D.device,
@@ -50,9 +51,10 @@ def reconstruct_command(
             probe_init,
             noise_model,
             threads,
+            max_epochs,
         )
         options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
-    with handled(), _epoch_progress(num_epochs) as on_epoch:
+    with handled(), _epoch_progress(num_epochs or max_epochs) as on_epoch:
         result = reconstruct(options, on_epoch=on_epoch)
     if not result.ok:
         raise fail(result.message, result.returncode, result.traceback)

@@ -98,6 +98,7 @@ def study_run_command(
     ] = False,
     algorithm: p.AlgorithmOpt = D.algorithm,
     num_epochs: p.EpochsOpt = D.num_epochs,
+    max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,
     device: p.DeviceOpt = D.device,
@@ -150,6 +151,7 @@ def study_run_command(
                 probe_init,
                 noise_model,
                 threads,
+                max_epochs,
             ),
         )
     if dry_run:
