@@ -146,6 +146,13 @@ class Split(StrEnum):
     TEST = "test"
 
 
+class Executor(StrEnum):
+    """Where study jobs run."""
+
+    LOCAL = "local"
+    DASK = "dask"
+
+
 class StudyOptions(_Model):
     """The dose x view x split study: where inputs live, what to run, and how."""
 
@@ -162,4 +169,10 @@ class StudyOptions(_Model):
     """Record a missing phase D input as a skip instead of failing."""
     force: bool = False
     """Rerun jobs whose outputs are complete and current."""
+    executor: Executor = Executor.LOCAL
+    """Where jobs run: `local` (this process) or `dask` (a Dask cluster)."""
+    scheduler_address: str | None = None
+    """Dask: join the cluster of this scheduler (tcp://host:port)."""
+    workers: int | None = Field(default=None, ge=1)
+    """Dask: start a LocalCluster of this many single-threaded worker processes."""
     settings: ReconSettings = ReconSettings()

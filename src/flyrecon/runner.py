@@ -290,13 +290,46 @@ def _run_job(
     )
 
 
+Outcomes = Iterator[tuple[Job, dict[str, Any]]]
+"""An executor yields (job, manifest record) as jobs end; after Ctrl-C it yields a record
+with status `interrupted` for each job it did not finish, then stops."""
+Executor = Callable[[list[Job], StudyOptions, StudyObserver, ReconstructFn], Outcomes]
+
+
+def execute_local(
+    jobs: list[Job], options: StudyOptions, observer: StudyObserver, reconstruct_fn: ReconstructFn
+) -> Outcomes:
+    """Run the jobs one after another in this process."""
+    for index, job in enumerate(jobs, start=1):
+        observer.job_started(job, index, len(jobs))
+        try:
+            record = _run_job(job, options, observer, reconstruct_fn)
+        except KeyboardInterrupt:
+            yield job, _interrupted(job)
+            return
+        yield job, record
+        gc.collect()
+
+
+def _interrupted(job: Job) -> dict[str, Any]:
+    return _record(job, "interrupted", EXIT_INTERRUPTED, "interrupted by the user")
+
+
+def _executor(options: StudyOptions) -> Executor:
+    if options.executor == "dask":
+        from flyrecon.dask_executor import execute_dask
+
+        return execute_dask
+    return execute_local
+
+
 def run_study(
     options: StudyOptions,
     *,
     observer: StudyObserver | None = None,
     reconstruct_fn: ReconstructFn | None = None,
 ) -> StudyResult:
-    """Run the selected jobs in this process; return the study's exit code and records.
+    """Run the selected jobs (in this process, or on Dask); return the exit code and records.
 
     Raises `InputError` (exit 2) when the filters select nothing or an input is missing (unless
     `allow_missing_phase_d` covers it), and `StudyLockError` when another run holds the root.
@@ -328,19 +361,11 @@ def run_study(
         path = manifest.write("running")
         to_run = [job for job in plan.selected if job.key not in skipped_keys]
         interrupted = False
-        for index, job in enumerate(to_run, start=1):
-            observer.job_started(job, index, len(to_run))
-            try:
-                record = _run_job(job, options, observer, reconstruct_fn)
-            except KeyboardInterrupt:
-                record = _record(job, "interrupted", EXIT_INTERRUPTED, "interrupted by the user")
-                interrupted = True
+        for job, record in _executor(options)(to_run, options, observer, reconstruct_fn):
+            interrupted |= record["status"] == "interrupted"
             manifest.records.append(record)
             manifest.write("interrupted" if interrupted else "running")
             observer.job_finished(job, record)
-            gc.collect()
-            if interrupted:
-                break
         result = StudyResult(
             exit_code=EXIT_OK,
             message="",
