@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +50,300 @@ def reconstruction_figure(
         return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
     finally:
         plt.close(fig)
+
+
+# --- per job: reconstruction against the truth ---------------------------------------------
+
+
+def _masked_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`image` on the mask's bounding box, unlit pixels set to NaN (drawn blank)."""
+    from flyrecon.metrics import bounding_box
+
+    box = bounding_box(mask)
+    return np.where(mask[box], image[box], np.nan)
+
+
+def _shared_limits(*images: np.ndarray) -> tuple[float, float]:
+    values = np.concatenate([im[np.isfinite(im)] for im in images])
+    lo, hi = np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
+    return float(lo), float(max(hi, lo + 1e-9))
+
+
+def _image_panel(fig, ax, image: np.ndarray, title: str, cmap: str, limits) -> None:
+    shown = ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    fig.colorbar(shown, ax=ax, shrink=0.8)
+
+
+def _plot_frc(ax, frc: dict[str, list[float]] | None) -> None:
+    from flyrecon.metrics import frc_resolution_px
+
+    ax.set_title("Fourier ring correlation", fontsize=10)
+    if not frc or not frc.get("frc"):
+        ax.text(0.5, 0.5, "no FRC", ha="center", va="center", transform=ax.transAxes)
+        return
+    freq, curve = np.asarray(frc["frequency_cycles_per_px"]), np.asarray(frc["frc"])
+    ax.plot(freq, curve, label="FRC")
+    ax.axhline(0.5, color="tab:red", linestyle="--", linewidth=1, label="0.5")
+    if frc.get("half_bit_threshold"):
+        ax.plot(freq, frc["half_bit_threshold"], color="tab:green", linestyle=":", label="1/2 bit")
+    for threshold, colour in ((0.5, "tab:red"), (frc.get("half_bit_threshold"), "tab:green")):
+        if threshold is None:
+            continue
+        res_px, limited = frc_resolution_px(freq, curve, np.asarray(threshold))
+        if not limited:
+            ax.axvline(1.0 / res_px, color=colour, linewidth=0.8, alpha=0.6)
+    ax.set_xlim(0, 0.5)
+    ax.set_ylim(min(-0.1, float(np.nanmin(curve))), 1.05)
+    ax.set_xlabel("spatial frequency (cycles/px)")
+    ax.legend(fontsize=8)
+
+
+def _plot_loss(ax, loss: list[float] | np.ndarray) -> None:
+    ax.set_title("loss", fontsize=10)
+    loss = np.asarray(loss, dtype=np.float64)
+    if loss.size == 0:
+        ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.plot(np.arange(1, loss.size + 1), loss, marker=".")
+    if np.all(loss[np.isfinite(loss)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+
+
+def job_figure(
+    path: Path,
+    recon_aligned: np.ndarray,
+    truth: np.ndarray,
+    mask: np.ndarray,
+    probe: np.ndarray,
+    loss: list[float] | np.ndarray,
+    frc: dict[str, list[float]] | None,
+    title: str,
+) -> Path:
+    """Truth vs aligned reconstruction on the illuminated region, as PNG.
+
+    Row 1: amplitude of truth and reconstruction (one colour scale), their difference, the
+    probe amplitude. Row 2: the same for phase (reconstruction phase = truth phase + wrapped
+    difference, as the metrics use), the probe phase. Row 3: loss (log y) and FRC with the
+    0.5 and half-bit thresholds. `recon_aligned` is `metrics.evaluate(...).aligned`, `frc`
+    its metrics' "frc" entry (or None).
+    """
+    plt = _pyplot()
+    t, r = np.asarray(truth, np.complex128), np.asarray(recon_aligned, np.complex128)
+    amp_t, amp_r = _masked_crop(np.abs(t), mask), _masked_crop(np.abs(r), mask)
+    phase_diff = _masked_crop(np.angle(r * np.conj(t)), mask)
+    phase_t = _masked_crop(np.angle(t), mask)
+    phase_r = phase_t + phase_diff
+    amp_diff = amp_r - amp_t
+    fig = plt.figure(figsize=(15, 11), constrained_layout=True)
+    grid = fig.add_gridspec(3, 4)
+    amp_limits, phase_limits = _shared_limits(amp_t, amp_r), _shared_limits(phase_t, phase_r)
+    rows = [
+        ("amplitude", amp_t, amp_r, amp_diff, "gray", amp_limits, "", np.abs(probe), "magma"),
+        (
+            "phase",
+            phase_t,
+            phase_r,
+            phase_diff,
+            "viridis",
+            phase_limits,
+            " (rad)",
+            np.angle(probe),
+            "twilight",
+        ),
+    ]
+    for i, (name, tru, rec, diff, cmap, limits, unit, probe_image, probe_cmap) in enumerate(rows):
+        spread = float(np.nanpercentile(np.abs(diff), 99.5)) if np.isfinite(diff).any() else 1.0
+        panels = [
+            (tru, f"truth {name}{unit}", cmap, limits),
+            (rec, f"reconstruction {name}{unit}", cmap, limits),
+            (diff, f"{name} difference{unit}", "RdBu_r", (-max(spread, 1e-9), max(spread, 1e-9))),
+            (probe_image, f"probe {name}{unit}", probe_cmap, (None, None)),
+        ]
+        for j, (image, label, colours, lim) in enumerate(panels):
+            _image_panel(fig, fig.add_subplot(grid[i, j]), image, label, colours, lim)
+    _plot_loss(fig.add_subplot(grid[2, :2]), loss)
+    _plot_frc(fig.add_subplot(grid[2, 2:]), frc)
+    fig.suptitle(title)
+    try:
+        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
+    finally:
+        plt.close(fig)
+
+
+# --- per study: trends over dose ------------------------------------------------------------
+
+VIEW_ORDER = ("baseline", "dense", "sparse")
+SPLIT_STYLES = {"train": "--", "test": "-"}
+STUDY_METRICS = (
+    ("phase_ssim", "phase SSIM"),
+    ("amplitude_ssim", "amplitude SSIM"),
+    ("complex_relative_error", "complex relative error"),
+    ("frc_resolution_0p5_px", "FRC 0.5 resolution (px)"),
+)
+METRICS_VS_DOSE_PNG = "metrics_vs_dose.png"
+RECON_NPZ = "ptychi_reconstruction.npz"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What the study figures need from one job."""
+
+    dose: float
+    view: str
+    split: str
+    status: str
+    metrics: dict[str, Any] | None = None
+    recon_npz: Path | None = None
+    """A reconstruction npz: "object_aligned" if present, else "object" (phase offset removed)."""
+    phase_image: np.ndarray | None = None
+    """Phase to show in the grid (takes precedence over `recon_npz`)."""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> JobSummary:
+        """From a study manifest record: dose, view, split, status, metrics, output_dir."""
+        npz = record.get("recon_npz")
+        if npz is None and record.get("output_dir"):
+            npz = Path(record["output_dir"]) / RECON_NPZ
+        return cls(
+            dose=float(record["dose"]),
+            view=str(record["view"]),
+            split=str(record["split"]),
+            status=str(record.get("status", "")),
+            metrics=record.get("metrics"),
+            recon_npz=Path(npz) if npz is not None else None,
+            phase_image=record.get("phase_image"),
+        )
+
+    def phase(self) -> np.ndarray | None:
+        """The phase image for the grid, or None (failed job, no file, unreadable file)."""
+        if self.phase_image is not None:
+            return np.asarray(self.phase_image, dtype=np.float64)
+        if self.recon_npz is None or not Path(self.recon_npz).is_file():
+            return None
+        try:
+            with np.load(self.recon_npz, allow_pickle=False) as npz:
+                key = "object_aligned" if "object_aligned" in npz.files else "object"
+                obj = np.asarray(npz[key], dtype=np.complex128)
+        except (OSError, ValueError, KeyError):
+            return None
+        offset = np.sum(np.abs(obj) * obj)  # amplitude-weighted mean phase to zero
+        return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
+
+
+def _as_summaries(rows: Sequence[JobSummary | Mapping[str, Any]]) -> list[JobSummary]:
+    return [r if isinstance(r, JobSummary) else JobSummary.from_record(r) for r in rows]
+
+
+def _ordered_views(jobs: list[JobSummary]) -> list[str]:
+    found = {j.view for j in jobs}
+    return [v for v in VIEW_ORDER if v in found] + sorted(found - set(VIEW_ORDER))
+
+
+def _series(jobs: list[JobSummary], key: str) -> dict[tuple[str, str], tuple[list, list]]:
+    """(view, split) -> (doses, mean metric) over scored jobs, sorted by dose."""
+    values: dict[tuple[str, str], dict[float, list[float]]] = {}
+    for job in jobs:
+        value = (job.metrics or {}).get(key)
+        if job.dose > 0 and isinstance(value, int | float) and np.isfinite(value):
+            values.setdefault((job.view, job.split), {}).setdefault(job.dose, []).append(value)
+    return {
+        line: (sorted(by_dose), [float(np.mean(by_dose[d])) for d in sorted(by_dose)])
+        for line, by_dose in values.items()
+    }
+
+
+def metrics_vs_dose_figure(path: Path, rows: Sequence[JobSummary | Mapping[str, Any]]) -> Path:
+    """One panel per metric of STUDY_METRICS: value vs dose (log axis), a line per view and
+    split (colour: view; train dashed with hollow squares). Several jobs at one point are
+    averaged; failed or unscored jobs are left out and counted in the title."""
+    plt = _pyplot()
+    jobs = _as_summaries(rows)
+    views = _ordered_views(jobs)
+    colours = {v: f"C{i}" for i, v in enumerate(views)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    for ax, (key, label) in zip(axes.ravel(), STUDY_METRICS, strict=True):
+        series = _series(jobs, key)
+        for (view, split), (doses, values) in sorted(series.items()):
+            ax.plot(
+                doses,
+                values,
+                marker="o" if split == "test" else "s",
+                fillstyle="full" if split == "test" else "none",
+                color=colours[view],
+                linestyle=SPLIT_STYLES.get(split, ":"),
+                label=f"{view} / {split}",
+            )
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("dose (photons)")
+        if series:
+            ax.set_xscale("log")
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no scored job", ha="center", va="center", transform=ax.transAxes)
+        ax.grid(True, which="both", alpha=0.3)
+    unscored = sum(1 for j in jobs if not j.metrics)
+    fig.suptitle(f"metrics vs dose ({len(jobs)} jobs, {unscored} failed or unscored)")
+    try:
+        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
+    finally:
+        plt.close(fig)
+
+
+def phase_grid_figure(
+    path: Path, rows: Sequence[JobSummary | Mapping[str, Any]], split: str
+) -> Path:
+    """Phase images of one split: a row per dose (low to high), a column per view; an empty
+    cell says why (not run, failed, no image). One colour scale for the whole grid."""
+    plt = _pyplot()
+    jobs = [j for j in _as_summaries(rows) if j.split == split]
+    doses = sorted({j.dose for j in jobs})
+    views = _ordered_views(jobs)
+    cells = {(j.dose, j.view): j for j in jobs}
+    images = {key: job.phase() for key, job in cells.items()}
+    shown = [im for im in images.values() if im is not None]
+    limits = _shared_limits(*shown) if shown else (-np.pi, np.pi)
+    n_rows, n_cols = max(len(doses), 1), max(len(views), 1)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(3 * n_cols + 1, 3 * n_rows), squeeze=False, constrained_layout=True
+    )
+    mappable = None
+    for i, dose in enumerate(doses):
+        for j, view in enumerate(views):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            job, image = cells.get((dose, view)), images.get((dose, view))
+            if image is not None:
+                mappable = ax.imshow(image, cmap="viridis", vmin=limits[0], vmax=limits[1])
+            else:
+                why = "not run" if job is None else (job.status or "no image")
+                ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
+            if i == 0:
+                ax.set_title(view)
+            if j == 0:
+                ax.set_ylabel(f"dose {dose:.3g}")
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes, shrink=0.6, label="phase (rad)")
+    fig.suptitle(f"phase, {split} split (rows: dose, columns: view)")
+    try:
+        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=70))
+    finally:
+        plt.close(fig)
+
+
+def study_figures(out_dir: Path, rows: Sequence[JobSummary | Mapping[str, Any]]) -> list[Path]:
+    """metrics_vs_dose.png and one phase_grid_<split>.png per split, in `out_dir`.
+
+    `rows`: JobSummary objects, or study manifest records (dicts with dose, view, split,
+    status, metrics and output_dir or recon_npz). Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = _as_summaries(rows)
+    paths = [metrics_vs_dose_figure(out_dir / METRICS_VS_DOSE_PNG, jobs)]
+    for split in sorted({j.split for j in jobs}):
+        paths.append(phase_grid_figure(out_dir / f"phase_grid_{split}.png", jobs, split))
+    return paths

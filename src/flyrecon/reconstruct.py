@@ -34,7 +34,8 @@ RESULT_NPZ = "ptychi_reconstruction.npz"
 FIGURE_PNG = "reconstruction.png"
 RESULT_JSON = "result.json"
 METRICS_JSON = "metrics.json"
-OUTPUT_NAMES = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON)
+COMPARISON_PNG = "comparison.png"
+OUTPUT_NAMES = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON, COMPARISON_PNG)
 """Files a run writes; result.json is written last and marks a finished run."""
 
 
@@ -142,9 +143,9 @@ def _write_outputs(
     engine: EngineResult,
     canvas: Canvas,
     options: ReconstructOptions,
-    metrics: dict[str, Any] | None,
+    scored: Scored | None,
 ) -> None:
-    from flyrecon.figures import reconstruction_figure
+    from flyrecon.figures import job_figure, reconstruction_figure
 
     settings = options.settings
     arrays = {
@@ -160,16 +161,38 @@ def _write_outputs(
         "ptychi_options_json": np.array(json.dumps(engine.options, sort_keys=True)),
         "flyrecon_settings_json": np.array(settings.model_dump_json()),
     }
+    if scored is not None:
+        arrays["object_aligned"] = scored.evaluation.aligned.astype(np.complex64)
     write_with(out / RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
     title = f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs"
     reconstruction_figure(out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title)
-    if metrics is not None:
+    if scored is not None:
+        metrics = scored.evaluation.metrics
+        job_figure(
+            out / COMPARISON_PNG,
+            scored.evaluation.aligned,
+            scored.truth,
+            scored.mask,
+            engine.probe,
+            engine.loss_history,
+            metrics.get("frc"),
+            title,
+        )
         write_json(out / METRICS_JSON, metrics)
 
 
-def _score(dataset: PtychoDataset, canvas: Canvas, engine: EngineResult) -> dict[str, Any] | None:
+@dataclass
+class Scored:
+    """The truth on the canvas, the scored region and the evaluation against it."""
+
+    truth: np.ndarray
+    mask: np.ndarray
+    evaluation: Any
+
+
+def _score(dataset: PtychoDataset, canvas: Canvas, engine: EngineResult) -> Scored | None:
     """Metrics against objectGuess on the illuminated region (the truth for synthetic data)."""
-    from flyrecon.metrics import compare, illuminated_mask
+    from flyrecon.metrics import evaluate, illuminated_mask
 
     truth = object_on_canvas(dataset.object_guess, canvas, fill=0)
     mask = illuminated_mask(
@@ -184,7 +207,7 @@ def _score(dataset: PtychoDataset, canvas: Canvas, engine: EngineResult) -> dict
     mask &= inside
     if mask.sum() < 16:
         return None
-    return compare(engine.object, truth, mask)
+    return Scored(truth=truth, mask=mask, evaluation=evaluate(engine.object, truth, mask))
 
 
 def reconstruct(
@@ -292,16 +315,21 @@ def _run(
     result.stop_reason = engine.stop_reason
     logger.info("stopped after %d epochs: %s", engine.epochs_run, engine.stop_reason)
     result.final_loss = engine.loss_history[-1] if engine.loss_history else None
-    metrics = _score(dataset, canvas, engine)
+    scored = None
+    if settings.object_init == ObjectInit.ONES:
+        scored = _score(dataset, canvas, engine)
+    else:
+        logger.info("no metrics: the object started from objectGuess, so it is not a blind test")
+    metrics = scored.evaluation.metrics if scored is not None else None
     result.metrics = metrics
-    _write_outputs(options.output_dir, engine, canvas, options, metrics)
+    _write_outputs(options.output_dir, engine, canvas, options, scored)
     result.returncode, result.status = EXIT_OK, "succeeded"
     first = engine.loss_history[0]
     last = engine.loss_history[-1]
     summary = f"{engine.epochs_run} epochs on {engine.device}, loss {first:.4g} -> {last:.4g}"
     if metrics:
-        summary += (
-            f"; phase SSIM {metrics['phase_ssim']:.3f}, "
-            f"complex error {metrics['complex_relative_error']:.3f}"
-        )
+        from flyrecon.metrics import summary_line
+
+        summary += f"; {summary_line(metrics)}"
+        logger.info("metrics: %s", summary_line(metrics))
     result.message = summary

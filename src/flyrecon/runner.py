@@ -65,6 +65,7 @@ class StudyResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     manifest_path: Path | None = None
+    report_paths: list[Path] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r["status"] == status)
@@ -375,8 +376,22 @@ def run_study(
             manifest_path=path,
         )
         result.exit_code, result.message = _verdict(result, interrupted, len(to_run))
+        result.report_paths = _write_report(options.artifact_root, manifest.records)
         manifest.write("interrupted" if interrupted else "finished")
     return result
+
+
+def _write_report(artifact_root: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """The study summary and figures; a failure here never fails the study's jobs."""
+    from flyrecon.report import write_report
+
+    try:
+        return write_report(artifact_root, records).paths
+    except Exception as exc:  # a figure must not turn finished work into a crash
+        import logging
+
+        logging.getLogger("flyrecon").warning("study report not written: %s", exc)
+        return []
 
 
 def _verdict(result: StudyResult, interrupted: bool, runnable: int) -> tuple[int, str]:

@@ -10,6 +10,7 @@ from flyrecon import __version__
 from flyrecon.cli._errors import State
 from flyrecon.cli.prep_synthetic import prep_synthetic_command
 from flyrecon.cli.reconstruct import reconstruct_command
+from flyrecon.cli.report import report_command
 from flyrecon.cli.study_run import study_run_command
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _root(
 app.command("reconstruct")(reconstruct_command)
 app.command("prep-synthetic")(prep_synthetic_command)
 app.command("study-run")(study_run_command)
+app.command("report")(report_command)
 
 
 def main() -> None:
