@@ -293,3 +293,59 @@ def test_quick_preset_reconstructs_at_the_highest_dose(tmp_path: Path) -> None:
     # measured: complex error 0.09, phase SSIM 0.74 (82 patterns, 20 LSQML epochs)
     assert metrics["complex_relative_error"] < 0.15
     assert metrics["phase_ssim"] > 0.6
+
+
+# ------------------------------------------------------------------------- noise sampling
+
+
+def test_poisson_splitting_matches_poisson_statistics() -> None:
+    from flyrecon.simulate import poisson_counts_split
+
+    rng = np.random.default_rng(5)
+    lam = np.concatenate([rng.uniform(0, 0.5, 40), [0.0, 1e-4, 0.9, 1.5, 4.0, 30.0]])
+    expected = np.tile(lam.astype(np.float32).reshape(1, 46), (20_000, 1))  # 20000 samples
+    counts = poisson_counts_split(expected, 1.0, 1.0, np.random.default_rng(7))
+    assert counts.dtype.kind == "i" and counts.shape == expected.shape
+    assert np.all(counts[:, lam == 0] == 0)
+    mean, var = counts.mean(axis=0), counts.var(axis=0)
+    lam64 = lam.astype(np.float32).astype(np.float64)
+    se = np.sqrt(np.maximum(lam64, 1e-3) / counts.shape[0])
+    assert np.all(np.abs(mean - lam64) < 5 * se)
+    nz = lam64 > 0.05  # Poisson: variance = mean
+    assert np.all(np.abs(var[nz] / lam64[nz] - 1) < 0.08)
+    faint = lam64 < 1.0  # the split part: its total per sample is Poisson(sum of faint means)
+    totals = counts[:, faint].sum(axis=1)
+    mu = lam64[faint].sum()
+    assert abs(totals.mean() - mu) < 5 * np.sqrt(mu / totals.size)
+    assert abs(totals.var() / mu - 1) < 0.05
+    values, freq = np.unique(totals, return_counts=True)
+    from scipy.stats import poisson
+
+    common = poisson.pmf(values, mu) * totals.size > 200
+    np.testing.assert_allclose(
+        freq[common] / totals.size, poisson.pmf(values[common], mu), rtol=0.15
+    )
+
+
+def test_sampling_is_reproducible_and_independent_of_workers() -> None:
+    from flyrecon import simulate
+    from flyrecon.synthetic import expected_intensity, sample_amplitude
+
+    rng = np.random.default_rng(1)
+    obj = simulate.procedural_object((160, 160), rng)
+    probe = simulate.focused_probe(64)
+    y = rng.integers(32, 128, 600).astype(np.float64)
+    x = rng.integers(32, 128, 600).astype(np.float64)
+    e1 = expected_intensity(obj, probe, y, x, 1)
+    e2 = expected_intensity(obj, probe, y, x, 2)
+    np.testing.assert_array_equal(e1, e2)
+    reference = simulate.far_field_intensity(obj, probe, y, x)
+    np.testing.assert_allclose(e1, reference, rtol=1e-3, atol=1e-6 * reference.max())
+    scale = 1e5 / e1.sum(axis=(1, 2)).mean()
+    a = sample_amplitude(e1, scale, (3, 4), 1)
+    b = sample_amplitude(e1, scale, (3, 4), 2)
+    c = sample_amplitude(e1, scale, (3, 5), 2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    totals = (a.astype(np.float64) ** 2).sum(axis=(1, 2))
+    assert abs(totals.mean() - 1e5) < 5 * np.sqrt(1e5 / len(totals))
