@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from flyrecon.cli._errors import err_console, handled
+from flyrecon.cli._progress import step_bar
 
 SIZE = "Sizes (override the preset)"
 SEEDS = "Seeds (unset ones derive from --seed)"
@@ -125,38 +126,10 @@ def prep_synthetic_command(
             workers=workers,
             **{k: v for k, v in given.items() if v is not None},
         )
-    with handled(), _progress() as on_step:
+    with handled(), step_bar("simulating") as on_step:
         result = prepare_study(options, progress=on_step)
     _summary(result)
     err_console.print(f"[green]done[/] {len(result.files)} files; design in {result.study_json}")
-
-
-class _progress:
-    """A rich progress bar fed by prepare_study's step callback (transient, on stderr)."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("simulating", total=None)
-
-    def __enter__(self):
-        self.progress.start()
-
-        def on_step(description: str, done: int, total: int) -> None:
-            self.progress.update(self.task, completed=done, total=total, description=description)
-
-        return on_step
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
 
 def _summary(result: Any) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
+from flyrecon.cli._progress import step_bar
 from flyrecon.options import ReconstructOptions
 
 D = p.DEFAULTS
@@ -54,37 +55,12 @@ def reconstruct_command(
             max_epochs,
         )
         options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
-    with handled(), _epoch_progress(num_epochs or max_epochs) as on_epoch:
-        result = reconstruct(options, on_epoch=on_epoch)
+    with handled(), step_bar("epochs") as step:
+        result = reconstruct(
+            options,
+            on_epoch=lambda done, total, loss: step(f"epochs (loss {loss:.4g})", done, total),
+        )
     if not result.ok:
         raise fail(result.message, result.returncode, result.traceback)
     err_console.print(f"[green]done[/] {result.message}")
     err_console.print(f"results in {result.output_dir}")
-
-
-class _epoch_progress:
-    """A rich progress bar fed by the engine's per-epoch callback."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.task = self.progress.add_task("epochs", total=total)
-
-    def __enter__(self):
-        self.progress.start()
-
-        def on_epoch(done: int, total: int, loss: float) -> None:
-            self.progress.update(self.task, completed=done, description=f"epochs (loss {loss:.4g})")
-
-        return on_epoch
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
