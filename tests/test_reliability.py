@@ -208,6 +208,8 @@ def test_sigkill_mid_job_then_rerun_equals_an_uninterrupted_run(kill_tree: Path)
         _study_cmd(kill_tree, killed_out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     _wait_for_second_job(killed_out, proc)
+    second = runner.invoke(app, _study_cmd(kill_tree, killed_out)[3:])  # same root, in-process
+    assert second.exit_code == 1 and "another flyrecon study-run" in second.stderr
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     manifest = json.loads((killed_out / MANIFEST_JSON).read_text())  # valid JSON
