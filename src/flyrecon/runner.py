@@ -362,11 +362,15 @@ def run_study(
         path = manifest.write("running")
         to_run = [job for job in plan.selected if job.key not in skipped_keys]
         interrupted = False
-        for job, record in _executor(options)(to_run, options, observer, reconstruct_fn):
-            interrupted |= record["status"] == "interrupted"
-            manifest.records.append(record)
-            manifest.write("interrupted" if interrupted else "running")
-            observer.job_finished(job, record)
+        try:
+            for job, record in _executor(options)(to_run, options, observer, reconstruct_fn):
+                interrupted |= record["status"] == "interrupted"
+                manifest.records.append(record)
+                manifest.write("interrupted" if interrupted else "running")
+                observer.job_finished(job, record)
+        except BaseException:
+            manifest.write("aborted")  # e.g. the cluster could not be set up: say so on disk
+            raise
         result = StudyResult(
             exit_code=EXIT_OK,
             message="",

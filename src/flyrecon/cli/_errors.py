@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError
 
@@ -24,7 +25,7 @@ def fail(message: str, code: int, tb: str | None = None) -> typer.Exit:
     """Print `message` as one line on stderr (and `tb` with --debug); return the Exit to raise."""
     if State.debug and tb:
         err_console.print(tb, markup=False)
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code=code)
 
 

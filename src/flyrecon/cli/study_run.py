@@ -11,7 +11,7 @@ from rich.table import Table
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
 from flyrecon.errors import EXIT_USAGE
-from flyrecon.options import Split, StudyOptions, View
+from flyrecon.options import Executor, Split, StudyOptions, View
 
 D = p.DEFAULTS
 STUDY = "Study"
@@ -96,6 +96,35 @@ def study_run_command(
             "--force", help="Rerun jobs whose outputs are already current.", rich_help_panel=STUDY
         ),
     ] = False,
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            "--executor",
+            help="Where jobs run: local (this process) or dask (a Dask cluster; needs "
+            "pip install 'flyrecon\\[dask]').",
+            case_sensitive=False,
+            rich_help_panel=STUDY,
+        ),
+    ] = Executor.LOCAL,
+    scheduler_address: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler-address",
+            help="With --executor dask: join the running cluster of this scheduler "
+            "(tcp://host:port).",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="With --executor dask: start a local cluster of N single-threaded worker "
+            "processes (default: one per core).",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
     algorithm: p.AlgorithmOpt = D.algorithm,
     num_epochs: p.EpochsOpt = D.num_epochs,
     max_epochs: p.MaxEpochsOpt = D.max_epochs,
@@ -131,6 +160,15 @@ def study_run_command(
         ]
         if missing:
             raise fail(f"missing option {missing[0]} (or give --study-root)", EXIT_USAGE)
+        if executor != Executor.DASK and (workers is not None or scheduler_address):
+            flag = "--workers" if workers is not None else "--scheduler-address"
+            raise fail(f"{flag} needs --executor dask", EXIT_USAGE)
+        if workers is not None and scheduler_address:
+            raise fail("give --workers or --scheduler-address, not both", EXIT_USAGE)
+        if executor == Executor.DASK and not dry_run:
+            from flyrecon.dask_executor import require_dask
+
+            require_dask()  # DaskSetupError: one line, exit 2
         options = StudyOptions(
             phase_c_root=phase_c_root,
             phase_d_root=phase_d_root,
@@ -140,6 +178,9 @@ def study_run_command(
             splits=tuple(split or ()),
             allow_missing_phase_d=allow_missing_phase_d,
             force=force,
+            executor=executor,
+            scheduler_address=scheduler_address,
+            workers=workers,
             settings=p.recon_settings(
                 algorithm,
                 num_epochs,
@@ -163,6 +204,8 @@ def study_run_command(
         result = run_study(options, observer=observer)
     err_console.print(_summary_table(result.records))
     err_console.print(f"manifest: {result.manifest_path}")
+    for path in result.report_paths:
+        err_console.print(f"report: {path}")
     if result.exit_code:
         raise fail(result.message, result.exit_code)
     err_console.print(f"[green]done[/] {result.message}")
