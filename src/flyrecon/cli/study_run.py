@@ -262,18 +262,10 @@ class _StudyProgress:
     """Rich bars: jobs, and epochs of the running job."""
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+        from flyrecon.cli._progress import make_progress
         from flyrecon.runner import StudyObserver
 
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
+        progress = self.progress = make_progress()
         jobs = progress.add_task("jobs", total=None)
         epochs = progress.add_task("epochs", total=None)
 
@@ -291,12 +283,12 @@ class _StudyProgress:
 
             def job_finished(self, job, record):
                 progress.advance(jobs)
+                reason = "" if record["returncode"] == 0 else f" {record['reason']}"
                 err_console.print(
-                    f"{job.key}: {record['status']} (rc {record['returncode']})"
-                    f" {'' if record['returncode'] == 0 else record['reason']}"
+                    f"{job.key}: {record['status']} (rc {record['returncode']}){reason}",
+                    markup=False,
                 )
 
-        self.progress = progress
         progress.start()
         return Observer()
 
