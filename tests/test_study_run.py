@@ -15,7 +15,7 @@ from conftest import write_study_tree
 from flyrecon import engine
 from flyrecon.cli import app
 from flyrecon.engine import EngineResult
-from flyrecon.options import StudyOptions
+from flyrecon.options import ReconSettings, StudyOptions
 from flyrecon.runner import MANIFEST_JSON, SKIP_JSON, study_lock
 from flyrecon.study import plan_study
 
@@ -140,7 +140,7 @@ def test_filtered_run_records_counts(tree: Path, monkeypatch: pytest.MonkeyPatch
     assert rec["returncode"] == 0 and Path(rec["log_path"]).is_file()
     assert rec["input_metadata"]["dose"] == 1000
     job = m["jobs"][0]
-    assert (job["algorithm"], job["num_epochs"]) == ("LSQML", 2)
+    assert (job["algorithm"], job["num_epochs"]) == (ReconSettings().algorithm, 2)
     skips = json.loads((tree / "out" / SKIP_JSON).read_text())
     assert skips["skipped_count"] == 0 and skips["missing_phase_d_count"] == 0
 
