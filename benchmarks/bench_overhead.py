@@ -36,6 +36,10 @@ def run(repeats: int = 3, epochs: int = 30, batch: int = 32) -> dict[str, float]
                 str(batch),
                 "--device",
                 "cpu",
+                "--algorithm",
+                "LSQML",
+                "--probe-init",
+                "guess",
             ],
             "plain": [
                 python(),
