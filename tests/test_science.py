@@ -7,7 +7,6 @@ pty-chi LSQML for a fixed number of epochs.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -21,11 +20,27 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str], dict[str, float]]:
     root = tmp_path_factory.mktemp("science")
-    prep = runner.invoke(app, ["prep-synthetic", "--output-root", str(root), "--preset", "quick",
-                               "--object-px", "160"])
+    prep = runner.invoke(
+        app,
+        ["prep-synthetic", "--output-root", str(root), "--preset", "quick", "--object-px", "160"],
+    )
     assert prep.exit_code == 0, prep.output
-    run = runner.invoke(app, ["study-run", "--study-root", str(root), "--split", "train",
-                              "--algorithm", "LSQML", "--num-epochs", "25", "--device", "cpu"])
+    run = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--study-root",
+            str(root),
+            "--split",
+            "train",
+            "--algorithm",
+            "LSQML",
+            "--num-epochs",
+            "25",
+            "--device",
+            "cpu",
+        ],
+    )
     assert run.exit_code == 0, run.output
     rows = csv.DictReader((root / "reconstructions" / "study_summary.csv").open())
     return {

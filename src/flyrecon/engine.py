@@ -76,6 +76,14 @@ def resolve_device(device: Device) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+ADAM_OBJECT_STEP = 2e-2
+"""Adam step size of the object (pty-chi autodiff `step_size`); see docs/performance.md."""
+ADAM_PROBE_STEP = 1e-3
+"""Adam step size of the probe."""
+ADAM_MIN_UPDATES = 8
+"""Default Adam batches hold at most 1/8 of the patterns: >= 8 updates per epoch."""
+
+
 def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
     """The pty-chi options object for `settings` (blind positions: not refined)."""
     import ptychi.api as api
@@ -104,15 +112,17 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
             else api.LossFunctions.MSE_SQRT
         )
         options.object_options.optimizer = api.Optimizers.ADAM
-        options.object_options.step_size = 1e-2
+        options.object_options.step_size = ADAM_OBJECT_STEP
         options.probe_options.optimizer = api.Optimizers.ADAM
-        options.probe_options.step_size = 1e-3
+        options.probe_options.step_size = ADAM_PROBE_STEP
     else:  # pragma: no cover - the enum is exhaustive
         raise ReconstructionError(f"unknown algorithm {algorithm}")
 
     rec = options.reconstructor_options
     rec.num_epochs = settings.num_epochs or settings.max_epochs
     rec.batch_size = min(settings.effective_batch_size, n_patterns)
+    if algorithm == Algorithm.ADAM and settings.batch_size is None:
+        rec.batch_size = max(1, min(rec.batch_size, max(8, n_patterns // ADAM_MIN_UPDATES)))
     rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
     rec.random_seed = settings.seed
     rec.allow_nondeterministic_algorithms = settings.seed is None
@@ -139,6 +149,20 @@ def _torch_state(threads: int | None):
         torch.set_num_threads(old_threads)
         torch.set_default_device(old_device)
         torch.set_default_dtype(old_dtype)
+
+
+DEVICE_DATA_SHARE = 0.25
+"""Keep the measured patterns on the GPU when they take at most this share of its free memory."""
+
+
+def _data_fits_on_device(device: str, nbytes: int) -> bool:
+    """Whether the patterns should live on the GPU (saves a host-to-device copy per batch)."""
+    if device != "cuda":
+        return False
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    return nbytes <= DEVICE_DATA_SHARE * free
 
 
 def _last_loss(task: Any) -> float:
@@ -222,6 +246,9 @@ def run_engine(
         logging.getLogger("ptychi").setLevel(logging.WARNING)
         options = build_options(settings, device, len(train))
         options.reconstructor_options.num_epochs = planned
+        options.data_options.save_data_on_device = _data_fits_on_device(
+            device, inp.intensities[train].nbytes
+        )
         try:
             task = PtychographyTask(
                 options,

@@ -51,7 +51,7 @@ BatchOpt = Annotated[
     typer.Option(
         "--batch-size",
         min=1,
-        help="Patterns per update [default: LSQML 32, DM 64, ePIE/rPIE 8, Adam 32].",
+        help="Patterns per update [default: LSQML 32, DM 64, ePIE/rPIE 8, Adam min(96, n/8)].",
         rich_help_panel=RECON,
     ),
 ]

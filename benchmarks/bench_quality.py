@@ -1,0 +1,275 @@
+"""Quality per second: flyrecon's default reconstruction against cdtools-py, same data, same run.
+
+For each dose (1e3, 1e4, 1e5 photons per pattern) and view (baseline, dense, sparse) of one
+split of `flyrecon prep-synthetic` data, three reconstructions run one after the other:
+
+- flyrecon's default (`ReconSettings()`: see docs/performance.md for what it is),
+- the candidate it was compared with, pty-chi autodiff Adam (`--algorithm Adam`, tuned
+  steps and batch) with the truth-free automatic stop (`num_epochs=None`),
+- the peer, cdtools-py 0.3.2 `FancyPtycho` with `Adam_optimize` defaults (lr 0.005, batch 15),
+  30 epochs, the probe started from probeGuess scaled to the data, positions fixed.
+
+Every engine starts from a blind (flat) object and the same scaled probeGuess, runs on the CPU
+with the same torch thread count, and is scored by `flyrecon.metrics.compare` against
+objectGuess on the same canvas and illuminated mask as `flyrecon reconstruct` (phase SSIM and
+complex relative error after removing the global phase, a phase ramp and registering).
+Seconds are reconstruction wall time after the data are loaded (imports, figures and output
+files excluded for every engine).
+
+Target: flyrecon's default reaches at least cdtools' phase SSIM and at most its complex
+error, in no more time, in every cell.
+
+Usage: python benchmarks/bench_quality.py [--quick] [--root DIR] [--split train]
+       [--peer-epochs 30] [--threads 2] [--json OUT.json]
+Needs the `bench` extra (`pip install -e .[bench]`, which brings cdtools-py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flyrecon.data import PtychoDataset, load_dataset
+from flyrecon.geometry import Canvas, canvas_for, object_on_canvas
+from flyrecon.metrics import compare, illuminated_mask
+from flyrecon.options import Algorithm, Device, ReconSettings, ReconstructOptions
+
+DOSES = (1000, 10000, 100000)
+VIEWS = ("baseline", "dense", "sparse")
+PREP_ARGS = ("--object-px", "256", "--step-px", "5.5")
+"""Study data close to the issue's reference set: 560 baseline patterns of 64x64 per split."""
+
+
+@dataclass
+class Outcome:
+    engine: str
+    phase_ssim: float
+    error: float
+    seconds: float
+    epochs: int
+    note: str = ""
+
+
+def input_path(root: Path, dose: int, view: str, split: str) -> Path:
+    if view == "baseline":
+        return root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz"
+    return root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
+
+
+def prepare(root: Path, doses: tuple[int, ...]) -> None:
+    """Simulate the study data with `flyrecon prep-synthetic` unless already there."""
+    if all(input_path(root, d, v, "train").exists() for d in doses for v in VIEWS):
+        return
+    cmd = [sys.executable, "-m", "flyrecon", "prep-synthetic", "--output-root", str(root)]
+    cmd += [*PREP_ARGS, *(a for d in doses for a in ("--dose", str(d)))]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def score(dataset: PtychoDataset, canvas: Canvas, obj: np.ndarray) -> dict[str, Any]:
+    """The same scoring as `flyrecon reconstruct`: objectGuess on the canvas, illuminated mask."""
+    truth = object_on_canvas(dataset.object_guess, canvas, fill=0)
+    mask = illuminated_mask(
+        canvas.shape,
+        dataset.ycoords - canvas.origin_px[0],
+        dataset.xcoords - canvas.origin_px[1],
+        dataset.probe_guess,
+    )
+    cr, cc, _, _ = canvas.crop_of(dataset.object_guess.shape)
+    inside = np.zeros(canvas.shape, dtype=bool)
+    inside[cr, cc] = True
+    return compare(obj, truth, mask & inside)
+
+
+def run_flyrecon(npz: Path, settings: ReconSettings, name: str) -> Outcome:
+    """One flyrecon reconstruction (engine only: load, convert, run pty-chi), scored."""
+    from flyrecon.engine import run_engine
+    from flyrecon.reconstruct import engine_input
+
+    dataset = load_dataset(npz, settings.n_images)
+    options = ReconstructOptions(input_npz=npz, output_dir=Path("unused"), settings=settings)
+    start = time.perf_counter()
+    inp, canvas = engine_input(dataset, options)
+    result = run_engine(inp, settings)
+    seconds = time.perf_counter() - start
+    m = score(dataset, canvas, result.object)
+    note = "" if result.best_epoch is None else f"best epoch {result.best_epoch}"
+    return Outcome(
+        name, m["phase_ssim"], m["complex_relative_error"], seconds, result.epochs_run, note
+    )
+
+
+def run_cdtools(
+    npz: Path, epochs: int = 30, threads: int | None = 2, device: str = "cpu", **adam: Any
+) -> Outcome:
+    """cdtools-py FancyPtycho + Adam_optimize, mapped onto flyrecon's canvas and scored.
+
+    Geometry: wavelength 1 nm, distance 1 m and a 15.625 um detector pixel give a 1 um object
+    pixel; translations are (x, y) in um of the probe window's top-left corner, so cdtools
+    object pixel (i, j) is objectGuess pixel (i, j) + `min_translation` (read back from the
+    model and checked against `translations_to_pixel`).
+    """
+    import torch
+    from cdtools.datasets import Ptycho2DDataset
+    from cdtools.models import FancyPtycho
+    from cdtools.tools.interactions import translations_to_pixel
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        dataset = load_dataset(npz)
+        n = dataset.pattern_size
+        canvas = canvas_for(dataset.ycoords, dataset.xcoords, n)
+        start = time.perf_counter()
+        pixel = 1e-6
+        wavelength, distance = 1e-9, 1.0
+        det_pitch = wavelength * distance / (n * pixel)
+        basis = np.array([[0.0, det_pitch], [det_pitch, 0.0], [0.0, 0.0]])
+        top = dataset.ycoords.astype(np.float64) - n / 2
+        left = dataset.xcoords.astype(np.float64) - n / 2
+        translations = np.stack([left * pixel, top * pixel, np.zeros_like(top)], axis=1)
+        cd = Ptycho2DDataset(
+            torch.as_tensor(translations, dtype=torch.float32),
+            torch.as_tensor(np.square(dataset.diffraction, dtype=np.float32)),
+            wavelength=wavelength,
+            detector_geometry={"distance": distance, "basis": torch.as_tensor(basis)},
+        )
+        model = FancyPtycho.from_dataset(cd, obj_padding=0)
+        pix = translations_to_pixel(model.obj_basis, torch.as_tensor(translations).float())
+        expected = np.stack([top, left], axis=1)
+        if not np.allclose(pix.numpy(), expected, atol=1e-3):
+            raise RuntimeError("cdtools geometry does not map to objectGuess pixels")
+        # probe: probeGuess scaled so that sum |P|^2 = mean total counts (orthonormal FFT)
+        probe = dataset.probe_guess.astype(np.complex128)
+        counts = float(np.mean(np.sum(dataset.diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+        probe *= np.sqrt(counts / np.sum(np.abs(probe) ** 2))
+        norm = float(np.abs(probe).max())  # cdtools stores probe / probe_norm (max 1)
+        with torch.no_grad():
+            model.probe_norm.fill_(norm)
+            model.probe.data[:] = torch.as_tensor((probe / norm).astype(np.complex64))[None]
+        model.translation_offsets.requires_grad = False  # positions fixed, as in flyrecon
+        model.to(device=device)
+        cd.get_as(device=device)
+        epochs_run = 0
+        for _ in model.Adam_optimize(epochs, cd, thread=False, **adam):
+            epochs_run += 1
+        if device != "cpu":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        obj = model.obj.detach().cpu().numpy()
+        origin = np.round(model.min_translation.detach().cpu().numpy()).astype(int)
+    finally:
+        torch.set_num_threads(old_threads)
+    # cdtools pixel (i, j) = objectGuess (i + origin); canvas pixel (i, j) = objectGuess
+    # (i + canvas.origin_px): copy the overlap, leave the rest flat (outside the mask anyway)
+    out = np.ones(canvas.shape, dtype=np.complex64)
+    dr, dc = canvas.origin_px[0] - origin[0], canvas.origin_px[1] - origin[1]
+    r0, c0 = max(0, -dr), max(0, -dc)
+    r1 = min(canvas.shape[0], obj.shape[0] - dr)
+    c1 = min(canvas.shape[1], obj.shape[1] - dc)
+    out[r0:r1, c0:c1] = obj[r0 + dr : r1 + dr, c0 + dc : c1 + dc]
+    m = score(dataset, canvas, out)
+    return Outcome("cdtools", m["phase_ssim"], m["complex_relative_error"], seconds, epochs_run)
+
+
+def run(
+    quick: bool = False,
+    root: Path | None = None,
+    split: str = "train",
+    peer_epochs: int = 30,
+    threads: int = 2,
+    adam_max_epochs: int = 60,
+) -> dict[str, Any]:
+    """Every cell: {(dose, view): {engine: Outcome}} plus a pass flag per cell."""
+    doses = (100000,) if quick else DOSES
+    views = ("baseline",) if quick else VIEWS
+    with tempfile.TemporaryDirectory() as tmp:
+        data_root = root or Path(tmp) / "study"
+        prepare(data_root, DOSES if root else doses)
+        cells: dict[str, dict[str, Outcome]] = {}
+        default = ReconSettings(device=Device.CPU, threads=threads)
+        adam = ReconSettings(
+            algorithm=Algorithm.ADAM,
+            num_epochs=None,
+            max_epochs=adam_max_epochs,
+            device=Device.CPU,
+            threads=threads,
+        )
+        for dose in doses:
+            for view in views:
+                npz = input_path(data_root, dose, view, split)
+                key = f"{dose}/{view}"
+                cells[key] = {
+                    "flyrecon": run_flyrecon(npz, default, "flyrecon default"),
+                    "cdtools": run_cdtools(npz, peer_epochs, threads),
+                    "adam_auto": run_flyrecon(npz, adam, "Adam, automatic stop"),
+                }
+                print(key, {k: v.__dict__ for k, v in cells[key].items()}, flush=True)
+    passed = {
+        key: (
+            c["flyrecon"].phase_ssim >= c["cdtools"].phase_ssim
+            and c["flyrecon"].error <= c["cdtools"].error
+            and c["flyrecon"].seconds <= c["cdtools"].seconds
+        )
+        for key, c in cells.items()
+    }
+    return {
+        "cells": {k: {e: o.__dict__ for e, o in c.items()} for k, c in cells.items()},
+        "passed": passed,
+        "all_passed": all(passed.values()),
+        "settings": default.model_dump(mode="json"),
+    }
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    out = []
+    for key, cell in result["cells"].items():
+        fly, peer, base = cell["flyrecon"], cell["cdtools"], cell["adam_auto"]
+        out.append(
+            (
+                key,
+                f"{fly['phase_ssim']:.3f} / {fly['error']:.3f} / {fly['seconds']:.1f}s "
+                f"({fly['epochs']} ep)",
+                f"{peer['phase_ssim']:.3f} / {peer['error']:.3f} / {peer['seconds']:.1f}s",
+                f"{base['phase_ssim']:.3f} / {base['error']:.3f} / {base['seconds']:.1f}s "
+                f"({base['epochs']} ep)",
+                "yes" if result["passed"][key] else "NO",
+            )
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one dose (1e5) and view")
+    parser.add_argument("--root", type=Path, help="existing prep-synthetic output to reuse")
+    parser.add_argument("--split", default="train", choices=("train", "test"))
+    parser.add_argument("--peer-epochs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    result = run(args.quick, args.root, args.split, args.peer_epochs, args.threads)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="phase SSIM / complex error / seconds against the truth")
+    for col in ("dose/view", "flyrecon default", "cdtools-py", "Adam auto-stop", "default >= peer"):
+        table.add_column(col)
+    for row in rows(result):
+        table.add_row(*row)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
