@@ -23,8 +23,17 @@ EpochsOpt = Annotated[
     typer.Option(
         "--num-epochs",
         min=1,
-        help="Exactly this many epochs. Without it: stop when the error on held-out patterns "
-        "stops falling (at most --max-epochs).",
+        help=f"Exactly this many epochs [default: {_DEFAULTS.num_epochs}].",
+        show_default=False,
+        rich_help_panel=RECON,
+    ),
+]
+AutoStopOpt = Annotated[
+    bool,
+    typer.Option(
+        "--auto-stop",
+        help="Stop when the error on held-out patterns (5 %, never trained on) stops falling, "
+        "at most --max-epochs; no truth used.",
         rich_help_panel=RECON,
     ),
 ]
@@ -122,8 +131,13 @@ def recon_settings(
     noise_model: NoiseModel,
     threads: int | None,
     max_epochs: int = _DEFAULTS.max_epochs,
+    auto_stop: bool = False,
 ) -> ReconSettings:
     """Build the shared settings model from the shared flags."""
+    if auto_stop and num_epochs is not None:
+        raise typer.BadParameter("give --num-epochs or --auto-stop, not both")
+    if num_epochs is None and not auto_stop:
+        num_epochs = _DEFAULTS.num_epochs
     return ReconSettings(
         algorithm=algorithm,
         num_epochs=num_epochs,

@@ -21,7 +21,8 @@ def reconstruct_command(
     ],
     output_dir: p.OutputDirOpt = Path("flyrecon_out"),
     algorithm: p.AlgorithmOpt = D.algorithm,
-    num_epochs: p.EpochsOpt = D.num_epochs,
+    num_epochs: p.EpochsOpt = None,
+    auto_stop: p.AutoStopOpt = False,
     max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,
@@ -53,6 +54,7 @@ def reconstruct_command(
             noise_model,
             threads,
             max_epochs,
+            auto_stop,
         )
         options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
     with handled(), step_bar("epochs") as step:

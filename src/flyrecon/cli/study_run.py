@@ -126,7 +126,8 @@ def study_run_command(
         ),
     ] = None,
     algorithm: p.AlgorithmOpt = D.algorithm,
-    num_epochs: p.EpochsOpt = D.num_epochs,
+    num_epochs: p.EpochsOpt = None,
+    auto_stop: p.AutoStopOpt = False,
     max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,
@@ -193,6 +194,7 @@ def study_run_command(
                 noise_model,
                 threads,
                 max_epochs,
+                auto_stop,
             ),
         )
     if dry_run:
