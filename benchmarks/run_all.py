@@ -82,11 +82,32 @@ def prep(quick: bool) -> list[Row]:
     r = bench_prep.run(patterns=4096, repeats=3 if quick else 5, workers=2)
     return [
         (
-            "prep-synthetic simulation / bare batched FFT (4096 x 64x64)",
+            "prep-synthetic simulation / the same scipy c64 FFT (4096 x 64x64)",
             f"{r['ratio']:.2f} ({r['sim_s']:.3f} s / {r['fft_s']:.3f} s)",
             "<= 2.0",
             _ok(r["ratio"] <= 2.0),
-        )
+        ),
+        (
+            "prep-synthetic simulation (1 thread) / np.fft.fft2 complex128",
+            f"{r['ratio_numpy']:.2f} ({r['sim_1_s']:.3f} s / {r['numpy_fft_s']:.3f} s)",
+            "<= 2.0",
+            _ok(r["ratio_numpy"] <= 2.0),
+        ),
+    ]
+
+
+def dask(quick: bool) -> list[Row]:
+    import bench_dask
+
+    r = bench_dask.run(epochs=5 if quick else 20, repeats=1)
+    return [
+        (
+            f"study-run dask (2 workers x 1 thread) / local (2 threads), {r['jobs']} jobs",
+            f"{r['time_ratio']:.2f} ({r['dask_s']:.1f} s / {r['local_s']:.1f} s)",
+            "~1 (report)",
+            "n/a",
+        ),
+        ("Dask overhead per job (s)", f"{r['overhead_per_job_s']:.2f}", "(report)", "n/a"),
     ]
 
 
@@ -147,6 +168,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "overhead": overhead,
     "study": study,
     "prep": prep,
+    "dask": dask,
     "quality": quality,
     "scaling": scaling,
     "gpu": gpu,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corrupt_cases import CASES, Case
+from corrupt.cases import CASES, PWNED, Case
 from flyrecon.cli import app
 from flyrecon.options import ReconstructOptions
 from flyrecon.reconstruct import reconstruct
@@ -30,7 +30,7 @@ def test_invalid_input_is_rejected_cleanly(case: Case, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     assert not (out / "result.json").exists()
     assert not (out / "ptychi_reconstruction.npz").exists()
-    assert not Path(__file__).with_name("PWNED").exists(), "unpickling ran code"
+    assert not PWNED.exists(), "unpickling ran code"
 
 
 def test_too_many_images_is_an_error(tiny_npz: Path, tmp_path: Path) -> None:
@@ -65,3 +65,80 @@ def test_function_returns_invalid_result_without_raising(tmp_path: Path) -> None
     result = reconstruct(options)
     assert result.returncode == 2 and result.status == "invalid"
     assert "absent.npz" in result.message
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_invalid_study_input_fails_its_job_cleanly(case: Case, tmp_path: Path) -> None:
+    """The same corpus as a study's only input: the job is recorded invalid, study exits 1."""
+    import json
+
+    bad = case.write(tmp_path)
+    dose_dir = tmp_path / "study" / "phase_c" / "dose_1000"
+    dose_dir.mkdir(parents=True)
+    target = dose_dir / "patched_train.npz"
+    if bad.is_dir():
+        target.mkdir()
+    elif bad.exists():
+        bad.rename(target)
+    else:
+        pytest.skip("a missing input is a study-level error, tested in test_study_run")
+    out = tmp_path / "study" / "out"
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--study-root",
+            str(tmp_path / "study"),
+            "--artifact-root",
+            str(out),
+            "--view",
+            "baseline",
+            "--split",
+            "train",
+            "--allow-missing-phase-d",
+        ],
+    )
+    if result.exit_code == 2:  # a directory is not an input file: refused up front
+        assert "patched_train.npz" in result.stderr
+        return
+    assert result.exit_code == 1, result.output
+    (record,) = json.loads((out / "reconstruction_manifest.json").read_text())["execution_results"]
+    assert record["returncode"] == 2 and record["status"] == "invalid"
+    for fragment in case.expect:
+        assert fragment in record["reason"]
+    job = out / "dose_1000" / "baseline" / "train"
+    assert not (job / "result.json").exists() and not (job / "ptychi_reconstruction.npz").exists()
+    assert "Traceback" not in result.output
+    assert not PWNED.exists()
+
+
+PROBE_CASES = [
+    c
+    for c in CASES
+    if c.name
+    in {
+        "missing-probeGuess",
+        "probe-3d",
+        "real-probe",
+        "nan-probeGuess",
+        "inf-probeGuess",
+        "empty-file",
+        "truncated-zip",
+        "not-npz",
+        "directory",
+        "missing-file",
+    }
+]
+
+
+@pytest.mark.parametrize("case", PROBE_CASES, ids=[c.name for c in PROBE_CASES])
+def test_invalid_probe_npz_for_prep_synthetic(case: Case, tmp_path: Path) -> None:
+    bad = case.write(tmp_path)
+    out = tmp_path / "prep"
+    result = runner.invoke(
+        app, ["prep-synthetic", "--output-root", str(out), "--probe-npz", str(bad)]
+    )
+    assert result.exit_code == 2, result.output
+    assert bad.name in " ".join(result.stderr.split()) and "Traceback" not in result.output
+    assert not list(out.rglob("*.npz")) and not (out / "study.json").exists()
+    assert not PWNED.exists()

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import simulated_dataset, write_study_tree
-from corrupt_cases import _pickled
+from corrupt.cases import PWNED, _pickled
 from flyrecon.cli import app
 from flyrecon.data import save_dataset
 from flyrecon.options import ReconSettings, ReconstructOptions
@@ -24,7 +24,6 @@ from flyrecon.reconstruct import reconstruct
 from flyrecon.runner import MANIFEST_JSON
 
 runner = CliRunner()
-PWNED = Path(__file__).with_name("PWNED")
 
 
 def _files(root: Path) -> set[Path]:

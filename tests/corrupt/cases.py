@@ -94,11 +94,15 @@ def _directory(folder: Path) -> Path:
     return path
 
 
+PWNED = Path(__file__).with_name("PWNED")
+"""Created if and only if unpickling a crafted file ran code."""
+
+
 class _Boom:
     """Unpickling this would create a file: proof that code ran."""
 
     def __reduce__(self):
-        return (Path.touch, (Path(__file__).with_name("PWNED"),))
+        return (Path.touch, (PWNED,))
 
 
 def _pickled(key: str) -> Callable[[Path], Path]:
