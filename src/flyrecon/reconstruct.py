@@ -34,8 +34,7 @@ RESULT_NPZ = "ptychi_reconstruction.npz"
 FIGURE_PNG = "reconstruction.png"
 RESULT_JSON = "result.json"
 METRICS_JSON = "metrics.json"
-COMPARISON_PNG = "comparison.png"
-OUTPUT_NAMES = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON, COMPARISON_PNG)
+OUTPUT_NAMES = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON)
 """Files a run writes; result.json is written last and marks a finished run."""
 
 
@@ -165,11 +164,14 @@ def _write_outputs(
         arrays["object_aligned"] = scored.evaluation.aligned.astype(np.complex64)
     write_with(out / RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
     title = f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs"
-    reconstruction_figure(out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title)
-    if scored is not None:
+    if scored is None:
+        reconstruction_figure(
+            out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title
+        )
+    else:  # the truth is known: one figure with truth, reconstruction, probe, loss and FRC
         metrics = scored.evaluation.metrics
         job_figure(
-            out / COMPARISON_PNG,
+            out / FIGURE_PNG,
             scored.evaluation.aligned,
             scored.truth,
             scored.mask,
