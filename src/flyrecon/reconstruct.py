@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 from contextlib import ExitStack
@@ -277,6 +278,24 @@ def reconstruct(
     return result
 
 
+def _import_reporting() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot
+    import scipy.ndimage  # noqa: F401
+    import skimage.metrics
+    import skimage.registration  # noqa: F401
+
+
+def _prefetch_imports() -> threading.Thread:
+    """Import the scoring and plotting modules in the background while pty-chi runs (torch
+    releases the GIL), so they cost no wall time after the reconstruction."""
+    thread = threading.Thread(target=_import_reporting, name="flyrecon-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
 def _run(
     options: ReconstructOptions,
     result: ReconstructResult,
@@ -302,6 +321,7 @@ def _run(
         dataset.pattern_size,
         dataset.object_guess.shape,
     )
+    prefetch = _prefetch_imports()
     inp, canvas = engine_input(dataset, options)
     logger.info("canvas %s at objectGuess origin %s", canvas.shape, canvas.origin_px)
 
@@ -311,6 +331,7 @@ def _run(
             on_epoch(epoch, total, loss)
 
     engine = run_engine(inp, settings, on_epoch=log_epoch)
+    prefetch.join()
     result.device = engine.device
     result.epochs_run = engine.epochs_run
     result.best_epoch = engine.best_epoch
