@@ -119,7 +119,30 @@ OutputDirOpt = Annotated[
 ]
 
 
+SETTINGS_FLAGS = (
+    "algorithm",
+    "num_epochs",
+    "n_images",
+    "batch_size",
+    "device",
+    "seed",
+    "object_init",
+    "probe_init",
+    "noise_model",
+    "threads",
+    "max_epochs",
+    "auto_stop",
+)
+"""The command parameters (declared with the aliases above) that make up `ReconSettings`."""
+
+
+def settings_from(params: dict[str, object]) -> ReconSettings:
+    """`ReconSettings` from a command's parameters (pass `locals()`)."""
+    return recon_settings(**{name: params[name] for name in SETTINGS_FLAGS})  # type: ignore[arg-type]
+
+
 def recon_settings(
+    *,
     algorithm: Algorithm,
     num_epochs: int | None,
     n_images: int | None,

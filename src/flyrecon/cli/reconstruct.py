@@ -42,20 +42,7 @@ def reconstruct_command(
     from flyrecon.reconstruct import reconstruct
 
     with handled():
-        settings = p.recon_settings(
-            algorithm,
-            num_epochs,
-            n_images,
-            batch_size,
-            device,
-            seed,
-            object_init,
-            probe_init,
-            noise_model,
-            threads,
-            max_epochs,
-            auto_stop,
-        )
+        settings = p.settings_from(locals())
         options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
     with handled(), step_bar("epochs") as step:
         result = reconstruct(

@@ -182,20 +182,7 @@ def study_run_command(
             executor=executor,
             scheduler_address=scheduler_address,
             workers=workers,
-            settings=p.recon_settings(
-                algorithm,
-                num_epochs,
-                n_images,
-                batch_size,
-                device,
-                seed,
-                object_init,
-                probe_init,
-                noise_model,
-                threads,
-                max_epochs,
-                auto_stop,
-            ),
+            settings=p.settings_from(locals()),
         )
     if dry_run:
         _dry_run(options)
