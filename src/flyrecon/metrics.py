@@ -242,14 +242,6 @@ def align(
     )
 
 
-def align_to_truth(
-    recon: np.ndarray, truth: np.ndarray, mask: np.ndarray, *, remove_ramp: bool = True
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """`align`, as (aligned complex64 image, shift in px): the first version's interface."""
-    result = align(recon, truth, mask, remove_ramp=remove_ramp)
-    return result.aligned.astype(np.complex64), result.shift_px
-
-
 # --- image scores -------------------------------------------------------------------------
 
 

@@ -231,21 +231,6 @@ def shifted_probe(probe: np.ndarray) -> np.ndarray:
     return probe.astype(np.complex128) * sign
 
 
-def far_field_intensity_shifted(
-    obj: np.ndarray, probe_shifted: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray
-) -> np.ndarray:
-    """Expected intensity |FFT(probe * patch)|^2, DC at the centre, float32 (n, N, N).
-
-    Same result as `far_field_intensity` (unnormalised FFT) for a probe prepared by
-    `shifted_probe`, without the two shift copies; one batch, no chunking.
-    """
-    size = probe_shifted.shape[0]
-    field = np.fft.fft2(object_patches(obj, ycoords, xcoords, size) * probe_shifted)
-    out = np.empty(field.shape, dtype=np.float32)
-    np.add(np.square(field.real), np.square(field.imag), out=out, casting="same_kind")
-    return out
-
-
 def poisson_counts_split(
     expected_intensity: np.ndarray, scale: float, threshold: float, rng: np.random.Generator
 ) -> np.ndarray:
