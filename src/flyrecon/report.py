@@ -19,11 +19,11 @@ from typing import Any
 from flyrecon.atomic import write_text
 from flyrecon.errors import InputError
 from flyrecon.options import Split, View
+from flyrecon.runner import MANIFEST_JSON
 from flyrecon.study import output_dir
 
 SUMMARY_CSV = "study_summary.csv"
 SUMMARY_MD = "study_summary.md"
-MANIFEST_JSON = "reconstruction_manifest.json"
 METRIC_COLUMNS = (
     "phase_ssim",
     "phase_ms_ssim",
