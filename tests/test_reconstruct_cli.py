@@ -261,12 +261,12 @@ def test_python_dash_m_runs_the_app() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("flyrecon ")
 
 
-def test_auto_stop_flag_reaches_the_engine(
+def test_the_automatic_stop_is_the_default_and_num_epochs_fixes_the_count(
     tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
 ) -> None:
     args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
-    assert runner.invoke(app, [*args, "--auto-stop", "--max-epochs", "7"]).exit_code == 0
-    ((_, settings),) = fake_engine.calls
-    assert settings.num_epochs is None and settings.max_epochs == 7
-    both = runner.invoke(app, [*args, "--auto-stop", "--num-epochs", "3"])
-    assert both.exit_code == 2 and "not both" in both.output
+    assert runner.invoke(app, [*args, "--max-epochs", "7"]).exit_code == 0
+    assert runner.invoke(app, [*args, "--num-epochs", "3"]).exit_code == 0
+    (_, auto), (_, fixed) = fake_engine.calls
+    assert auto.num_epochs is None and auto.max_epochs == 7
+    assert fixed.num_epochs == 3

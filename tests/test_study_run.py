@@ -41,14 +41,9 @@ class StubEngine:
 
     def __call__(self, inp, settings, *, on_epoch=None):
         self.calls.append(inp.intensities.shape[0])
+        epochs = settings.num_epochs or settings.max_epochs
         return EngineResult(
-            inp.object_init,
-            inp.probe_init,
-            inp.positions_px,
-            [1.0] * settings.num_epochs,
-            {},
-            "cpu",
-            settings.num_epochs,
+            inp.object_init, inp.probe_init, inp.positions_px, [1.0] * epochs, {}, "cpu", epochs
         )
 
 

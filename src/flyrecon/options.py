@@ -64,15 +64,17 @@ class NoiseModel(StrEnum):
 
 
 DEFAULT_BATCH_SIZE: dict[Algorithm, int] = {
-    Algorithm.LSQML: 32,
+    Algorithm.LSQML: 64,
     Algorithm.DM: 64,
     Algorithm.EPIE: 8,
     Algorithm.RPIE: 8,
     Algorithm.ADAM: 96,
 }
-"""Batch size per algorithm when none is given: the PIE family diverges with large batches.
-For Adam this is a cap: with no `batch_size` given, a batch is also at most an eighth of the
-(training) patterns, so a small scan still gets at least 8 updates per epoch."""
+"""Batch size per algorithm when none is given: the PIE family diverges with large batches;
+LSQML's 64 gave the best quality per second (docs/performance.md: 32 costs 20 % more per
+epoch, 128 loses quality at high dose). For Adam this is a cap: with no `batch_size` given, a
+batch is also at most an eighth of the patterns, so a small scan still gets at least 8 updates
+per epoch."""
 
 
 class _Model(BaseModel):
@@ -83,18 +85,15 @@ class ReconSettings(_Model):
     """How one reconstruction runs. Every field maps to one `reconstruct` flag."""
 
     algorithm: Algorithm = Algorithm.LSQML
-    """Engine. LSQML (plain pty-chi, the study's classical baseline) beat both the tuned Adam
-    engine and cdtools-py on phase SSIM and complex error in 8 of 9 dose/view cells of
-    docs/performance.md, so it stays the default."""
-    num_epochs: int | None = Field(default=50, ge=1, le=100_000)
-    """Exactly this many epochs; None stops automatically when the error on held-out patterns
-    stops falling (at most `max_epochs`), without using any truth."""
-    max_epochs: int = Field(default=100, ge=1, le=100_000)
+    """Engine. LSQML (plain pty-chi, the study's classical baseline), stopped at the noise
+    floor, beats cdtools-py on phase SSIM and complex error in less time in all 9 dose/view
+    cells of docs/performance.md, so it is the default."""
+    num_epochs: int | None = Field(default=None, ge=1, le=100_000)
+    """Exactly this many epochs. None (the default) stops automatically, without any truth:
+    after the first epoch whose amplitude error reaches the error Poisson noise alone leaves
+    (more epochs would fit the noise), or after `max_epochs`."""
+    max_epochs: int = Field(default=25, ge=1, le=100_000)
     """Cap on the epochs of an automatic stop."""
-    holdout_fraction: float = Field(default=0.05, gt=0, lt=0.5)
-    """Share of the patterns held out to decide an automatic stop (never trained on)."""
-    patience: int = Field(default=5, ge=1)
-    """Automatic stop: epochs without a new best held-out error before stopping."""
     n_images: int | None = Field(default=None, ge=2)
     """Use the first n patterns; None uses all. More than the file holds is an error."""
     batch_size: int | None = Field(default=None, ge=1)

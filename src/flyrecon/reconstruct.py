@@ -54,7 +54,6 @@ class ReconstructResult:
     n_patterns: int | None = None
     device: str | None = None
     epochs_run: int = 0
-    best_epoch: int | None = None
     stop_reason: str | None = None
     final_loss: float | None = None
     metrics: dict[str, Any] | None = None
@@ -153,8 +152,8 @@ def _write_outputs(
         "probe": engine.probe,
         "positions_px": engine.positions_px,
         "loss_history": np.asarray(engine.loss_history, dtype=np.float64),
-        "holdout_history": np.asarray(engine.holdout_history, dtype=np.float64),
-        "holdout_indices": np.asarray(engine.holdout_indices, dtype=np.int64),
+        "fit_history": np.asarray(engine.fit_history, dtype=np.float64),
+        "noise_floor_history": np.asarray(engine.noise_floor_history, dtype=np.float64),
         "canvas_origin_px": np.asarray(canvas.origin_px, dtype=np.int64),
         "algorithm": np.array(str(settings.algorithm)),
         "num_epochs": np.array(engine.epochs_run, dtype=np.int64),
@@ -334,7 +333,6 @@ def _run(
     prefetch.join()
     result.device = engine.device
     result.epochs_run = engine.epochs_run
-    result.best_epoch = engine.best_epoch
     result.stop_reason = engine.stop_reason
     logger.info("stopped after %d epochs: %s", engine.epochs_run, engine.stop_reason)
     result.final_loss = engine.loss_history[-1] if engine.loss_history else None

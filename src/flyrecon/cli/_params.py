@@ -23,17 +23,9 @@ EpochsOpt = Annotated[
     typer.Option(
         "--num-epochs",
         min=1,
-        help=f"Exactly this many epochs [default: {_DEFAULTS.num_epochs}].",
+        help="Exactly this many epochs [default: stop automatically once the fit reaches the "
+        "data's Poisson noise floor, at most --max-epochs].",
         show_default=False,
-        rich_help_panel=RECON,
-    ),
-]
-AutoStopOpt = Annotated[
-    bool,
-    typer.Option(
-        "--auto-stop",
-        help="Stop when the error on held-out patterns (5 %, never trained on) stops falling, "
-        "at most --max-epochs; no truth used.",
         rich_help_panel=RECON,
     ),
 ]
@@ -42,7 +34,7 @@ MaxEpochsOpt = Annotated[
     typer.Option(
         "--max-epochs",
         min=1,
-        help="Cap on epochs when stopping automatically.",
+        help="Cap on epochs when stopping automatically (no --num-epochs).",
         rich_help_panel=RECON,
     ),
 ]
@@ -131,7 +123,6 @@ SETTINGS_FLAGS = (
     "noise_model",
     "threads",
     "max_epochs",
-    "auto_stop",
 )
 """The command parameters (declared with the aliases above) that make up `ReconSettings`."""
 
@@ -154,13 +145,8 @@ def recon_settings(
     noise_model: NoiseModel,
     threads: int | None,
     max_epochs: int = _DEFAULTS.max_epochs,
-    auto_stop: bool = False,
 ) -> ReconSettings:
     """Build the shared settings model from the shared flags."""
-    if auto_stop and num_epochs is not None:
-        raise typer.BadParameter("give --num-epochs or --auto-stop, not both")
-    if num_epochs is None and not auto_stop:
-        num_epochs = _DEFAULTS.num_epochs
     return ReconSettings(
         algorithm=algorithm,
         num_epochs=num_epochs,

@@ -22,7 +22,6 @@ def reconstruct_command(
     output_dir: p.OutputDirOpt = Path("flyrecon_out"),
     algorithm: p.AlgorithmOpt = D.algorithm,
     num_epochs: p.EpochsOpt = None,
-    auto_stop: p.AutoStopOpt = False,
     max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,

@@ -127,7 +127,6 @@ def study_run_command(
     ] = None,
     algorithm: p.AlgorithmOpt = D.algorithm,
     num_epochs: p.EpochsOpt = None,
-    auto_stop: p.AutoStopOpt = False,
     max_epochs: p.MaxEpochsOpt = D.max_epochs,
     n_images: p.NImagesOpt = D.n_images,
     batch_size: p.BatchOpt = D.batch_size,
