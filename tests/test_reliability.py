@@ -166,7 +166,7 @@ def _study_cmd(root: Path, out: Path) -> list[str]:
         "--split",
         "train",
         "--num-epochs",
-        "40",
+        "200",  # long enough that a signal always lands inside the second job
         "--threads",
         "1",
         "--seed",
