@@ -121,8 +121,8 @@ def quality(quick: bool) -> list[Row]:
         rows.append(
             (
                 f"quality {key}: default vs cdtools (SSIM / error / s)",
-                f"{fly['phase_ssim']:.3f}/{fly['error']:.3f}/{fly['seconds']:.0f}s vs "
-                f"{peer['phase_ssim']:.3f}/{peer['error']:.3f}/{peer['seconds']:.0f}s",
+                f"{fly['phase_ssim']:.3f}/{fly['error']:.3f}/{fly['seconds']:.1f}s vs "
+                f"{peer['phase_ssim']:.3f}/{peer['error']:.3f}/{peer['seconds']:.1f}s",
                 "SSIM >=, error <=, s <=",
                 _ok(r["passed"][key]),
             )
