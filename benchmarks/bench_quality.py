@@ -46,7 +46,7 @@ from flyrecon.options import Algorithm, Device, ReconSettings, ReconstructOption
 
 DOSES = (1000, 10000, 100000)
 VIEWS = ("baseline", "dense", "sparse")
-PREP_ARGS = ("--object-px", "256", "--step-px", "5.5")
+PREP_ARGS = ("--object-px", "280", "--step-px", "5.5")
 """Study data close to the issue's reference set: 560 baseline patterns of 64x64 per split."""
 
 

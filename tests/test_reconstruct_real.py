@@ -133,3 +133,26 @@ def test_other_engines_converge(
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["complex_relative_error"] < bound, metrics
+
+
+def test_a_line_scan_reconstructs(tmp_path: Path) -> None:
+    """Every centre on one row (as in the fixture): pty-chi's ROI would be empty (NaN)."""
+    data = simulated_dataset(object_px=64, step_px=4, seed=3)
+    row = data.ycoords == data.ycoords.min()
+    line = PtychoDataset(
+        diffraction=data.diffraction[row],
+        object_guess=data.object_guess,
+        probe_guess=data.probe_guess,
+        xcoords=data.xcoords[row],
+        ycoords=np.full(row.sum(), data.ycoords.min()),
+        y_patches=None,
+        metadata=data.metadata,
+    )
+    assert line.n_patterns >= 6 and np.ptp(line.ycoords) == 0
+    npz = tmp_path / "line.npz"
+    save_dataset(npz, line)
+    args = ["reconstruct", "--input-npz", str(npz), "--output-dir", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, "--num-epochs", "10", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["complex_relative_error"] < 0.2, metrics

@@ -22,7 +22,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str], d
     root = tmp_path_factory.mktemp("science")
     prep = runner.invoke(
         app,
-        ["prep-synthetic", "--output-root", str(root), "--preset", "quick", "--object-px", "160"],
+        ["prep-synthetic", "--output-root", str(root), "--preset", "quick", "--object-px", "192"],
     )
     assert prep.exit_code == 0, prep.output
     run = runner.invoke(

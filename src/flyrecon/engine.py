@@ -220,6 +220,22 @@ class _FitVsNoise:
         return error, float(floor)
 
 
+def _widen_flat_roi(task: Any) -> None:
+    """Give pty-chi's region of interest at least one pixel in each direction.
+
+    pty-chi bounds the ROI by the extreme probe centres (end exclusive) and normalises the
+    object over it; when every centre shares one row or one column (a line scan) the ROI is
+    empty and the first epoch turns the object into NaN. One pixel is enough to fix that;
+    a two-dimensional scan is left as it is.
+    """
+    obj = task.reconstructor.parameter_group.object
+    bounds = obj.roi_bbox.tensor  # sy, ey, sx, ex
+    if bounds[1] - bounds[0] < 1:
+        bounds[1] = bounds[0] + 1
+    if bounds[3] - bounds[2] < 1:
+        bounds[3] = bounds[2] + 1
+
+
 def _snapshot(task: Any) -> tuple[np.ndarray, np.ndarray]:
     obj = task.get_data_to_cpu("object", as_numpy=True)[0]
     probe = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
@@ -275,6 +291,7 @@ def run_engine(
                 probe_position_x_px=inp.positions_px[:, 1],
                 probe_position_y_px=inp.positions_px[:, 0],
             )
+            _widen_flat_roi(task)
             check = (
                 _FitVsNoise(task, inp.intensities, inp.positions_px, settings.seed)
                 if auto
@@ -310,6 +327,8 @@ def run_engine(
             if check is None:
                 continue
             fit, floor = check()
+            if not math.isfinite(fit):
+                raise ReconstructionError(f"the model's prediction became {fit} at epoch {epoch}")
             fits.append(fit)
             floors.append(floor)
             if fit <= floor and epoch >= MIN_EPOCHS_BEFORE_STOP:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,8 @@ COMPRESS_LEVEL = 1
 """zlib level of the NPZ members (Y, complex ground truth, is stored uncompressed)."""
 FIXTURE_OBJECT_PX = 128
 FIXTURE_PROBE_PX = 64
-FIXTURE_COLS_PX = (40, 56, 72, 88)
-FIXTURE_ROWS_PX = {"train": (36, 50), "test": (78, 92)}
-"""Fixture scan: a 4 x 2 grid per split (16/14 px apart, about 30 % linear overlap)."""
+FIXTURE_COLS_PX = (32, 41, 50, 59, 69, 78, 87, 96)
+"""Fixture scan: one row of 8 positions per split, 9-10 px apart (the object's whole width)."""
 _FAINT_COUNTS = 1.0
 """Pixels expecting fewer photons than this are sampled by Poisson splitting (measured best)."""
 NOISE_STREAM = (
@@ -83,8 +83,8 @@ class ScanKind(StrEnum):
 
 
 PRESETS: dict[Preset, dict[str, Any]] = {
-    Preset.QUICK: {"object_px": 192, "step_px": 6.0, "jitter_px": 1.0},
-    Preset.FULL: {"object_px": 512, "step_px": 5.0, "jitter_px": 1.0},
+    Preset.QUICK: {"object_px": 216, "step_px": 6.0, "jitter_px": 1.0},
+    Preset.FULL: {"object_px": 536, "step_px": 5.0, "jitter_px": 1.0},
 }
 """Values a preset gives to the options left unset."""
 
@@ -167,6 +167,77 @@ class SyntheticOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class SplitGeometry:
+    """Where each split may put its probe centres so that no object pixel lies inside the
+    N x N probe window of both a train and a test position.
+
+    Train windows stay in rows [0, boundary), test windows in rows [boundary, H): train centres
+    have y <= boundary - N/2 and test centres y >= boundary + N/2, a centre gap of at least N.
+    Jittered positions are clipped into these ranges, so jitter never narrows the gap.
+    """
+
+    height_px: int
+    width_px: int
+    probe_px: int
+
+    @property
+    def boundary_row(self) -> int:
+        return self.height_px // 2
+
+    @property
+    def min_height_px(self) -> int:
+        """The smallest object height holding one probe window in each half."""
+        return 2 * self.probe_px
+
+    def centre_ranges(self) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
+        """(rows, cols) of the allowed probe centres per split, inclusive."""
+        half = self.probe_px // 2
+        b = self.boundary_row
+        cols = (float(half), float(self.width_px - half))
+        return {
+            "train": ((float(half), float(b - half)), cols),
+            "test": ((float(b + half), float(self.height_px - half)), cols),
+        }
+
+    def check(self, where: Path | str) -> None:
+        """Fail in one line when the object cannot hold two disjoint halves."""
+        if self.width_px < self.probe_px:
+            raise InputError(
+                where,
+                f"object width {self.width_px} px is narrower than the {self.probe_px} px "
+                "probe window",
+            )
+        if self.height_px < self.min_height_px:
+            raise InputError(
+                where,
+                f"object height {self.height_px} px is too small for disjoint train and test "
+                f"halves: it must be at least {self.min_height_px} px (one {self.probe_px} px "
+                "probe window per half)",
+            )
+
+    def record(self, positions: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        """The split as written (JSON): the rows each split's windows cover and the gaps."""
+        half = self.probe_px // 2
+        rows = {}
+        for split, (y, _) in positions.items():
+            rows[split] = [int(y.min()) - half, int(y.max()) + half - 1] if len(y) else None
+        centre_gap = int(positions["test"][0].min() - positions["train"][0].max())
+        return {
+            "rule": "no object pixel lies inside the N x N probe window of both a train and a "
+            "test position: train windows cover rows < boundary_row, test windows rows >= "
+            "boundary_row",
+            "boundary_row": self.boundary_row,
+            "window_px": self.probe_px,
+            "centre_rows": {
+                split: [int(r0), int(r1)] for split, ((r0, r1), _) in self.centre_ranges().items()
+            },
+            "window_rows": rows,
+            "centre_gap_px": centre_gap,
+            "window_gap_px": centre_gap - self.probe_px,
+        }
+
+
+@dataclass(frozen=True)
 class Scene:
     """The dose-independent part of the study: object, probe and positions per split."""
 
@@ -177,6 +248,12 @@ class Scene:
     views: dict[tuple[str, str], np.ndarray]
     """(view, split) -> indices into the split's positions."""
     probe_diameter_px: float
+    geometry: SplitGeometry
+
+    @cached_property
+    def split_record(self) -> dict[str, Any]:
+        """The split geometry as written, for study.json and each file's metadata."""
+        return self.geometry.record(self.positions)
 
     def min_spacing_px(self, overlap: float) -> float:
         return (1.0 - overlap) * self.probe_diameter_px
@@ -252,21 +329,6 @@ def _load_object(options: SyntheticOptions, rng: np.random.Generator) -> np.ndar
     return load_complex_array(options.object_npz, "objectGuess")
 
 
-def split_ranges(
-    shape: tuple[int, int], probe_px: int, diameter_px: float
-) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
-    """Centre ranges (rows, cols) per split: probe windows inside the object, and a guard
-    band of one probe diameter between the halves so their illuminated discs never meet."""
-    height, width = shape
-    half = probe_px / 2
-    cols = (half, width - half)
-    rows = {
-        "train": (half, height / 2 - diameter_px / 2),
-        "test": (height / 2 + diameter_px / 2, height - half),
-    }
-    return {split: (rows[split], cols) for split in SPLITS}
-
-
 def _scan(
     options: SyntheticOptions,
     ranges: tuple[tuple[float, float], tuple[float, float]],
@@ -314,34 +376,32 @@ def build_scene(options: SyntheticOptions) -> Scene:
     obj = _load_object(options, np.random.default_rng(seeds["object"]))
     size = probe.shape[0]
     where = options.object_npz or "options"
-    if min(obj.shape) < size:
-        raise InputError(where, f"object {obj.shape} is smaller than the {size} px probe")
+    geometry = SplitGeometry(obj.shape[0], obj.shape[1], size)
+    geometry.check(where)
     scan_rng = np.random.default_rng(seeds["scan"])
     positions = {}
-    for split, ranges in split_ranges(obj.shape, size, diameter).items():
-        (r0, r1), _ = ranges
-        if r1 < r0:
-            raise InputError(
-                where,
-                f"object height {obj.shape[0]} px leaves no room for the {split} half: it needs "
-                f"at least 2 x {size} px probe + {diameter:.1f} px guard band",
-            )
+    for split, ranges in geometry.centre_ranges().items():
         positions[split] = _scan(options, ranges, scan_rng)
+        if not len(positions[split][0]):
+            raise InputError(where, f"the {options.scan} scan puts no position in the {split} half")
     views = _select_views(options, positions, diameter, seeds["selection"])
-    return Scene(obj, probe, positions, views, diameter)
+    return Scene(obj, probe, positions, views, diameter, geometry)
 
 
 def _fixture_scene(
     options: SyntheticOptions, probe: np.ndarray, diameter: float, object_seed: int
 ) -> Scene:
+    """The seed's 128 px object with one row of 8 positions per half: with a 64 px probe the
+    split rule leaves exactly one centre row per half (train row 32, test row 96)."""
     side = FIXTURE_OBJECT_PX
     obj = simulate.procedural_object((side, side), np.random.default_rng(object_seed))
+    geometry = SplitGeometry(side, side, probe.shape[0])
     positions = {}
-    for split in SPLITS:
-        gy, gx = np.meshgrid(FIXTURE_ROWS_PX[split], FIXTURE_COLS_PX, indexing="ij")
-        positions[split] = (gy.ravel().astype(np.float64), gx.ravel().astype(np.float64))
+    for split, ((row, _), _) in geometry.centre_ranges().items():
+        x = np.array(FIXTURE_COLS_PX, dtype=np.float64)
+        positions[split] = (np.full_like(x, row), x)
     views = {(v, s): np.arange(len(positions[s][0])) for v in VIEWS for s in SPLITS}
-    return Scene(obj, probe, positions, views, diameter)
+    return Scene(obj, probe, positions, views, diameter, geometry)
 
 
 # ----------------------------------------------------------------------------- the simulation
@@ -423,11 +483,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fixture_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Seed-style Y: (n, 2N, 2N) object windows centred on each position, padded with 1."""
+def _fixture_patches(
+    obj: np.ndarray, y: np.ndarray, x: np.ndarray, rows: tuple[int, int]
+) -> np.ndarray:
+    """Seed-style Y: (n, 2N, 2N) object windows centred on each position, padded with 1.
+
+    Only the split's own rows `rows` (inclusive) carry the object; every other pixel reads 1,
+    so a 2N window never shows the other split's area.
+    """
     width = 2 * FIXTURE_PROBE_PX
     half = width // 2
-    padded = np.pad(obj, half, constant_values=1 + 0j)
+    own = np.ones_like(obj)
+    own[rows[0] : rows[1] + 1] = obj[rows[0] : rows[1] + 1]
+    padded = np.pad(own, half, constant_values=1 + 0j)
     top = np.rint(y).astype(int)
     left = np.rint(x).astype(int)
     return np.stack([padded[t : t + width, c : c + width] for t, c in zip(top, left, strict=True)])
@@ -503,7 +571,7 @@ def _design(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
             v: scene.min_spacing_px(getattr(options, f"{v}_overlap")) for v in VIEWS
         },
         "min_positions": options.min_positions,
-        "split": "train: top half (rows <= H/2 - d/2), test: bottom half (rows >= H/2 + d/2)",
+        "split": scene.split_record,
         "counts_model": COUNTS_MODEL,
         "noiseless": options.noiseless,
         "chunk_patterns": CHUNK_PATTERNS,
@@ -546,6 +614,7 @@ def _metadata(
         "min_spacing_px": None if overlap is None else scene.min_spacing_px(overlap),
         "probe_diameter_px": scene.probe_diameter_px,
         "probe_diameter_definition": DIAMETER_DEFINITION,
+        "split_geometry": scene.split_record,
         "accepted": kept,
         "rejected": candidates - kept,
         "candidates": candidates,
@@ -634,10 +703,11 @@ def _write_split(
     n = len(y)
     size = scene.probe.shape[0]
     subsets = {"baseline": np.arange(n), **{v: scene.views[v, split] for v in VIEWS}}
+    split_rows = scene.split_record["window_rows"][split]
     for view, index in subsets.items():
         yy, xx = y[index], x[index]
         if options.fixture:
-            patches = _fixture_patches(scene.obj, yy, xx)
+            patches = _fixture_patches(scene.obj, yy, xx, split_rows)
         else:
             patches = simulate.object_patches(scene.obj, yy, xx, size)
         meta = _metadata(
