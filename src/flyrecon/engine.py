@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from flyrecon.convergence import ConvergenceTrace, StopKind
 from flyrecon.errors import ReconstructionError
 from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
 
@@ -25,9 +26,6 @@ EpochCallback = Callable[[int, int, float], None]
 ObjectCallback = Callable[[int, Callable[[], np.ndarray]], None]
 """Called after each epoch with (epochs done, a function returning a copy of the object)."""
 
-MIN_EPOCHS_BEFORE_STOP = 2
-"""The automatic stop never ends a run before this epoch: LSQML's first epoch only rescales
-the probe, so a very faint data set could otherwise return the untouched starting object."""
 FIT_SAMPLE_PATTERNS = 64
 """The automatic stop compares fit and noise floor on this many (seeded) patterns: the ratio's
 spread over random samples of 64 is about 1 % (2 % for 32)."""
@@ -58,11 +56,13 @@ class EngineResult:
     options: dict[str, Any]
     device: str
     epochs_run: int
-    fit_history: list[float] = field(default_factory=list)
-    """Automatic stop: mean squared amplitude error on the sampled patterns after each epoch."""
-    noise_floor_history: list[float] = field(default_factory=list)
-    """Automatic stop: the error Poisson noise alone would leave there (`noise_floor`)."""
+    trace: ConvergenceTrace = field(default_factory=ConvergenceTrace)
+    """What the automatic stop watched, per epoch (see `convergence.ConvergenceTrace`)."""
+    stop_kind: StopKind = StopKind.FIXED
     stop_reason: str = "fixed epochs"
+    """One line: why the run ended."""
+    averaged_epochs: int = 0
+    """How many final iterates were averaged into `object` (0: the last iterate)."""
 
 
 def cuda_available() -> bool:
@@ -90,12 +90,51 @@ ADAM_MIN_UPDATES = 8
 """Default Adam batches hold at most 1/8 of the patterns: >= 8 updates per epoch."""
 
 
+def import_ptychi() -> None:
+    """Import pty-chi without paying for torchvision's import (about 1.5 s of every run).
+
+    pty-chi imports torchvision at import time for one name, `transforms.GaussianBlur`, used
+    only to smooth random test images; torchvision's own import pulls in torch._dynamo. While
+    pty-chi is imported, a stand-in torchvision module offers a `GaussianBlur` that imports
+    the real one when first called; the stand-in is removed right after, so any later
+    `import torchvision` in this process gets the real package. Does nothing when pty-chi or
+    torchvision is already imported.
+    """
+    import sys
+    import types
+
+    if "ptychi.api.task" in sys.modules or "torchvision" in sys.modules:
+        import ptychi.api.task
+
+        return
+    package = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+    transforms.GaussianBlur = _real_gaussian_blur  # type: ignore[attr-defined]
+    package.transforms = transforms  # type: ignore[attr-defined]
+    stand_ins = {"torchvision": package, "torchvision.transforms": transforms}
+    sys.modules.update(stand_ins)
+    try:
+        import ptychi.api.task  # noqa: F401
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+def _real_gaussian_blur(*args: Any, **kwargs: Any) -> Any:
+    """torchvision's GaussianBlur, imported on first use (see `import_ptychi`)."""
+    from torchvision.transforms import GaussianBlur
+
+    return GaussianBlur(*args, **kwargs)
+
+
 def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
     """The pty-chi options object for `settings` (blind positions: not refined)."""
+    import_ptychi()
     import ptychi.api as api
 
     algorithm = settings.algorithm
-    if algorithm == Algorithm.LSQML:
+    if algorithm in (Algorithm.LSQML, Algorithm.ALSQML):
         options = api.LSQMLOptions()
         options.reconstructor_options.noise_model = (
             api.NoiseModels.POISSON
@@ -251,28 +290,35 @@ def run_engine(
 ) -> EngineResult:
     """Run pty-chi and return the result.
 
-    With `settings.num_epochs` set, exactly that many epochs. With None, training stops after
-    the first epoch whose amplitude error on a sample of the patterns is at most the error that
-    Poisson noise alone leaves (further epochs would fit the noise), or after `max_epochs`.
-    `inspect` sees the object after every epoch (benchmarks/sweep_quality.py scores it).
-    Raises `ReconstructionError` when pty-chi raises or the loss stops being finite.
+    With `settings.num_epochs` set, exactly that many epochs (the last iterate is returned).
+    With None, the automatic stop (`convergence.StopRule`) ends the run at the first epoch
+    whose fit reaches the data's Poisson noise floor, or once the object has stopped drifting
+    (then the average of the last `WINDOW_EPOCHS` iterates is returned), or at `max_epochs`.
+    The default algorithm (aLSQML) extrapolates the object between LSQML epochs
+    (`convergence.ObjectMomentum`). `inspect` sees the object after every epoch
+    (benchmarks score it). Raises `ReconstructionError` when pty-chi raises or the loss stops
+    being finite.
     """
     import logging
     import warnings
 
+    from flyrecon.convergence import (
+        FIRST_COUNTED_EPOCH,
+        ConvergenceTrace,
+        IterateWindow,
+        ObjectMomentum,
+        StopDecision,
+        StopKind,
+        StopRule,
+    )
+
+    import_ptychi()
     device = resolve_device(settings.device)
     auto = settings.num_epochs is None
     planned = settings.max_epochs if auto else settings.num_epochs
-    stop_reason = "fixed epochs"
-    if auto:
-        stop_reason = f"max_epochs ({planned}) reached above the noise floor"
-        if not counts_like(inp.intensities):
-            auto = False
-            stop_reason = (
-                f"max_epochs ({planned}): the data are not whole photon counts, so their "
-                "noise floor is unknown"
-            )
-    with _torch_state(settings.threads), warnings.catch_warnings():
+    counts = counts_like(inp.intensities)
+    rule = StopRule(max_epochs=planned, use_noise_floor=counts) if auto else None
+    with _torch_state(settings.threads), warnings.catch_warnings(), _fast_fourier_shift():
         warnings.filterwarnings("ignore", category=UserWarning)
         from ptychi.api.task import PtychographyTask
 
@@ -294,9 +340,10 @@ def run_engine(
             _widen_flat_roi(task)
             check = (
                 _FitVsNoise(task, inp.intensities, inp.positions_px, settings.seed)
-                if auto
+                if auto and counts
                 else None
             )
+            drift = _drift_monitor(task, inp) if auto else None
         except Exception as exc:
             raise ReconstructionError(
                 f"pty-chi could not set up the task: {_one_line(exc)}"
@@ -306,9 +353,12 @@ def run_engine(
 
             torch.set_default_device(None)  # pty-chi's device mode only adds per-call overhead
 
+        momentum = ObjectMomentum() if settings.algorithm == Algorithm.ALSQML else None
+        window = IterateWindow() if auto else None
+        trace = ConvergenceTrace()
         losses: list[float] = []
-        fits: list[float] = []
-        floors: list[float] = []
+        decision: StopDecision | None = None
+        previous = None
         for epoch in range(1, planned + 1):
             try:
                 task.run(n_epochs=1)
@@ -324,20 +374,43 @@ def run_engine(
                 on_epoch(epoch, planned, loss)
             if inspect is not None:
                 inspect(epoch, lambda task=task: _snapshot(task)[0])
-            if check is None:
-                continue
-            fit, floor = check()
-            if not math.isfinite(fit):
-                raise ReconstructionError(f"the model's prediction became {fit} at epoch {epoch}")
-            fits.append(fit)
-            floors.append(floor)
-            if fit <= floor and epoch >= MIN_EPOCHS_BEFORE_STOP:
-                stop_reason = (
-                    f"reached the Poisson noise floor at epoch {epoch} (amplitude error "
-                    f"{fit:.4g} <= {floor:.4g}): more epochs would fit the noise"
-                )
-                break
+            iterate = _object_tensor(task)
+            fit = floor = straightness = size = None
+            if check is not None:
+                fit, floor = check()
+                if not math.isfinite(fit):
+                    raise ReconstructionError(
+                        f"the model's prediction became {fit} at epoch {epoch}"
+                    )
+            if drift is not None and window is not None:
+                if previous is not None and epoch >= FIRST_COUNTED_EPOCH:
+                    size, straightness = drift.update(previous, iterate)
+                window.push(iterate)
+            beta = 0.0
+            if momentum is not None and epoch >= 2:
+                point, beta = momentum.step(iterate)
+                if beta > 0:
+                    _set_object(task, point)
+            previous = iterate
+            trace.append(
+                fit=fit, noise_floor=floor, straightness=straightness, drift=size, momentum=beta
+            )
+            if rule is not None:
+                decision = rule.decide(epoch, fit, floor, straightness)
+                if decision is not None:
+                    break
 
+        averaged = 0
+        if decision is not None and decision.kind == StopKind.CONVERGED and window is not None:
+            _set_object(task, window.average())
+            averaged = len(window.items)
+        elif decision is not None and decision.crossing is not None and window is not None:
+            before, after = window.items[-2], window.items[-1]
+            _set_object(task, before + decision.crossing * (after - before))
+        elif momentum is not None and previous is not None:
+            _set_object(task, previous)  # the iterate, not the extrapolated point
+        if decision is None:
+            decision = StopDecision(StopKind.FIXED, len(losses), f"fixed {len(losses)} epochs")
         obj, probe = _snapshot(task)
         positions = task.get_data_to_cpu("probe_positions", as_numpy=True)
         if not (np.isfinite(obj).all() and np.isfinite(probe).all()):
@@ -346,7 +419,13 @@ def run_engine(
             options_dict = json.loads(json.dumps(options.get_dict(), default=str))
         except Exception:  # pragma: no cover - recording options must never fail a job
             options_dict = {"unavailable": True}
-        del task, check
+        del task, check, drift, window, momentum, previous
+    if auto and not counts and decision.kind == StopKind.CAP:
+        decision = StopDecision(
+            decision.kind,
+            decision.epoch,
+            decision.reason + " (the data are not whole photon counts: no noise floor)",
+        )
     return EngineResult(
         object=obj.astype(np.complex64),
         probe=probe.astype(np.complex64),
@@ -355,10 +434,91 @@ def run_engine(
         options=options_dict,
         device=device,
         epochs_run=len(losses),
-        fit_history=fits,
-        noise_floor_history=floors,
-        stop_reason=stop_reason,
+        trace=trace,
+        stop_kind=decision.kind,
+        stop_reason=decision.reason,
+        averaged_epochs=averaged,
     )
+
+
+def _object_tensor(task: Any) -> Any:
+    """A copy of the current object (first slice), complex, on the task's device."""
+    return task.reconstructor.parameter_group.object.data.detach()[0].clone()
+
+
+def _set_object(task: Any, obj: Any) -> None:
+    """Replace the task's object (first slice) by `obj`."""
+    import torch
+
+    with torch.no_grad():
+        task.reconstructor.parameter_group.object.set_data(obj[None])
+
+
+def _drift_monitor(task: Any, inp: EngineInput) -> Any:
+    """The drift monitor on the illuminated region of this scan's canvas."""
+    import torch
+
+    from flyrecon.convergence import LOWPASS_SIGMA_PER_DIAMETER, DriftMonitor
+    from flyrecon.metrics import illuminated_mask
+    from flyrecon.simulate import probe_diameter_px
+
+    rows, cols = inp.object_init.shape
+    mask = illuminated_mask(
+        (rows, cols),
+        inp.positions_px[:, 0] + rows / 2,
+        inp.positions_px[:, 1] + cols / 2,
+        inp.probe_init,
+    )
+    device = task.reconstructor.parameter_group.object.data.device
+    sigma = LOWPASS_SIGMA_PER_DIAMETER * probe_diameter_px(inp.probe_init)
+    return DriftMonitor(torch.as_tensor(mask, device=device), max(sigma, 1.0))
+
+
+@contextmanager
+def _fast_fourier_shift():
+    """Replace pty-chi's `image_proc.fourier_shift` by an equal, cheaper one while running.
+
+    pty-chi shifts every probe by its position's fractional part each batch, building the
+    phase ramp exp(-2 pi i (fy sy + fx sx)) pixel by pixel: a quarter of an LSQML epoch on
+    the CPU. The ramp is separable (a row factor times a column factor), and a whole-pixel
+    shift is the identity. The result equals pty-chi's to float rounding
+    (tests/test_engine_speed.py).
+    """
+    import ptychi.image_proc as ip
+
+    original = ip.fourier_shift
+    ip.fourier_shift = _separable_fourier_shift
+    try:
+        yield
+    finally:
+        ip.fourier_shift = original
+
+
+def _separable_fourier_shift(
+    images: Any, shifts: Any, strictly_preserve_zeros: bool = False
+) -> Any:
+    """pty-chi's `fourier_shift` (same arguments and result), computed with separable ramps."""
+    import ptychi.image_proc as ip
+    import ptychi.maths as pmath
+    import torch
+
+    if strictly_preserve_zeros:
+        zero_mask = (images == 0).float()
+        zero_mask_shifted = _separable_fourier_shift(zero_mask, shifts)
+    shifts = shifts.to(images.device)
+    if shifts.device.type == "cpu" and not bool(torch.any(shifts)):
+        shifted = images.clone()
+    else:
+        ft = pmath.fft2_precise(images)
+        fy, fx = ip._fft_frequency_grid(ft.device, images.shape[-2], images.shape[-1])
+        ramp_y = torch.exp(-2j * torch.pi * fy[None, :, :1] * shifts[:, 0].view(-1, 1, 1))
+        ramp_x = torch.exp(-2j * torch.pi * fx[None, :1, :] * shifts[:, 1].view(-1, 1, 1))
+        shifted = pmath.ifft2_precise(ft * ramp_y * ramp_x)
+        if not images.dtype.is_complex:
+            shifted = shifted.real
+    if strictly_preserve_zeros:
+        shifted[zero_mask_shifted > 0] = 0
+    return shifted
 
 
 def _one_line(exc: BaseException) -> str:

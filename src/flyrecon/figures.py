@@ -22,7 +22,12 @@ def _pyplot():
 
 
 def reconstruction_figure(
-    path: Path, obj: np.ndarray, probe: np.ndarray, loss: list[float], title: str
+    path: Path,
+    obj: np.ndarray,
+    probe: np.ndarray,
+    loss: list[float],
+    title: str,
+    marks: StopMarks | None = None,
 ) -> Path:
     """Object amplitude and phase, probe amplitude and phase, and the loss curve, as PNG."""
     plt = _pyplot()
@@ -38,12 +43,7 @@ def reconstruction_figure(
         ax.set_title(label)
         ax.set_axis_off()
         fig.colorbar(shown, ax=ax, shrink=0.8)
-    ax = axes[0, 2]
-    ax.plot(np.arange(1, len(loss) + 1), loss, marker=".")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("loss")
+    _plot_loss(axes[0, 2], loss, marks)
     axes[1, 2].set_axis_off()
     fig.suptitle(title)
     try:
@@ -100,16 +100,71 @@ def _plot_frc(ax, frc: dict[str, list[float]] | None) -> None:
     ax.legend(fontsize=8)
 
 
-def _plot_loss(ax, loss: list[float] | np.ndarray) -> None:
-    ax.set_title("loss", fontsize=10)
+@dataclass(frozen=True)
+class StopMarks:
+    """What the loss panel shows of the automatic stop."""
+
+    trace: Mapping[str, Any]
+    """`<name>_history` arrays of `convergence.ConvergenceTrace.arrays()`."""
+    stop_kind: str
+    stop_epoch: int
+    averaged_epochs: int = 0
+
+
+def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = None) -> None:
+    """Loss per epoch (left axis); with `marks`, the stop rule's trace on the right axis
+    (fit / noise floor, drift straightness with its threshold), the averaged epochs shaded
+    and the stop epoch marked."""
+    from flyrecon.convergence import STRAIGHTNESS_CONVERGED
+
+    ax.set_title("loss and automatic stop" if marks else "loss", fontsize=10)
     loss = np.asarray(loss, dtype=np.float64)
     if loss.size == 0:
         ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
         return
-    ax.plot(np.arange(1, loss.size + 1), loss, marker=".")
+    epochs = np.arange(1, loss.size + 1)
+    ax.plot(epochs, loss, marker=".", color="C0", label="loss")
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="C0")
+    if marks is None:
+        return
+    right = ax.twinx()
+    fit = np.asarray(marks.trace.get("fit_history", []), dtype=np.float64)
+    floor = np.asarray(marks.trace.get("noise_floor_history", []), dtype=np.float64)
+    straight = np.asarray(marks.trace.get("straightness_history", []), dtype=np.float64)
+    if fit.size and np.isfinite(fit).any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = fit / floor
+        shown = np.where(epochs[: ratio.size] >= 2, ratio, np.nan)
+        right.plot(epochs[: ratio.size], shown, color="C1", lw=1, label="fit / noise floor")
+        right.axhline(1.0, color="C1", ls=":", lw=1)
+    if straight.size and np.isfinite(straight).any():
+        right.plot(epochs[: straight.size], straight, color="C2", lw=1, label="drift straightness")
+        right.axhline(STRAIGHTNESS_CONVERGED, color="C2", ls=":", lw=1)
+    if marks.averaged_epochs:
+        right.axvspan(
+            marks.stop_epoch - marks.averaged_epochs + 0.5,
+            marks.stop_epoch + 0.5,
+            color="0.85",
+            label=f"{marks.averaged_epochs} iterates averaged",
+        )
+    ax.axvline(marks.stop_epoch, color="k", lw=1, ls="--")
+    ax.annotate(
+        f"stop: {marks.stop_kind} (epoch {marks.stop_epoch})",
+        xy=(marks.stop_epoch, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-4, -12),
+        textcoords="offset points",
+        ha="right",
+        fontsize=8,
+    )
+    right.set_ylim(0, 1.6)
+    right.set_ylabel("ratio")
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    right.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="center right")
 
 
 def job_figure(
@@ -121,6 +176,7 @@ def job_figure(
     loss: list[float] | np.ndarray,
     frc: dict[str, list[float]] | None,
     title: str,
+    marks: StopMarks | None = None,
 ) -> Path:
     """Truth vs aligned reconstruction on the illuminated region, as PNG.
 
@@ -166,7 +222,7 @@ def job_figure(
         ]
         for j, (image, label, colours, lim) in enumerate(panels):
             _image_panel(fig, fig.add_subplot(grid[i, j]), image, label, colours, lim)
-    _plot_loss(fig.add_subplot(grid[2, :2]), loss)
+    _plot_loss(fig.add_subplot(grid[2, :2]), loss, marks)
     _plot_frc(fig.add_subplot(grid[2, 2:]), frc)
     fig.suptitle(title)
     try:

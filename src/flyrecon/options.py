@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Algorithm(StrEnum):
     """Reconstruction engines (all pty-chi)."""
 
+    ALSQML = "aLSQML"
+    """Accelerated LSQML: pty-chi's LSQML epochs with Nesterov extrapolation of the object
+    between epochs (adaptive restart); the default. See `flyrecon.convergence`."""
     LSQML = "LSQML"
-    """Least-squares maximum likelihood: the study's classical baseline."""
+    """Plain pty-chi least-squares maximum likelihood: the study's classical baseline."""
     DM = "DM"
     """Difference map."""
     EPIE = "ePIE"
@@ -64,6 +67,7 @@ class NoiseModel(StrEnum):
 
 
 DEFAULT_BATCH_SIZE: dict[Algorithm, int] = {
+    Algorithm.ALSQML: 64,
     Algorithm.LSQML: 64,
     Algorithm.DM: 64,
     Algorithm.EPIE: 8,
@@ -84,16 +88,17 @@ class _Model(BaseModel):
 class ReconSettings(_Model):
     """How one reconstruction runs. Every field maps to one `reconstruct` flag."""
 
-    algorithm: Algorithm = Algorithm.LSQML
-    """Engine. LSQML (plain pty-chi, the study's classical baseline), stopped at the noise
-    floor, beats cdtools-py on phase SSIM and complex error in less time in all 9 dose/view
-    cells of docs/performance.md, so it is the default."""
+    algorithm: Algorithm = Algorithm.ALSQML
+    """Engine. aLSQML (pty-chi LSQML with the object extrapolated between epochs) reaches
+    plain LSQML's best quality in a fraction of its time (docs/performance.md), so it is the
+    default; LSQML is plain pty-chi, the study's classical baseline."""
     num_epochs: int | None = Field(default=None, ge=1, le=100_000)
     """Exactly this many epochs. None (the default) stops automatically, without any truth:
-    after the first epoch whose amplitude error reaches the error Poisson noise alone leaves
-    (more epochs would fit the noise), or after `max_epochs`."""
-    max_epochs: int = Field(default=25, ge=1, le=100_000)
-    """Cap on the epochs of an automatic stop."""
+    at the first epoch whose amplitude error reaches the error Poisson noise alone leaves
+    (more epochs would fit the noise), or once the object has stopped drifting and only
+    jitters (the last iterates are then averaged), or after `max_epochs`."""
+    max_epochs: int = Field(default=300, ge=1, le=100_000)
+    """Safety net of the automatic stop: it does not bind when the run converges."""
     n_images: int | None = Field(default=None, ge=2)
     """Use the first n patterns; None uses all. More than the file holds is an error."""
     batch_size: int | None = Field(default=None, ge=1)

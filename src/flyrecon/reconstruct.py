@@ -54,6 +54,8 @@ class ReconstructResult:
     n_patterns: int | None = None
     device: str | None = None
     epochs_run: int = 0
+    stop_kind: str | None = None
+    """`noise floor`, `converged`, `max epochs` or `fixed epochs` (convergence.StopKind)."""
     stop_reason: str | None = None
     final_loss: float | None = None
     metrics: dict[str, Any] | None = None
@@ -144,7 +146,7 @@ def _write_outputs(
     options: ReconstructOptions,
     scored: Scored | None,
 ) -> None:
-    from flyrecon.figures import job_figure, reconstruction_figure
+    from flyrecon.figures import StopMarks, job_figure, reconstruction_figure
 
     settings = options.settings
     arrays = {
@@ -152,21 +154,29 @@ def _write_outputs(
         "probe": engine.probe,
         "positions_px": engine.positions_px,
         "loss_history": np.asarray(engine.loss_history, dtype=np.float64),
-        "fit_history": np.asarray(engine.fit_history, dtype=np.float64),
-        "noise_floor_history": np.asarray(engine.noise_floor_history, dtype=np.float64),
+        **engine.trace.arrays(),
         "canvas_origin_px": np.asarray(canvas.origin_px, dtype=np.int64),
         "algorithm": np.array(str(settings.algorithm)),
         "num_epochs": np.array(engine.epochs_run, dtype=np.int64),
+        "stop_kind": np.array(str(engine.stop_kind)),
+        "stop_reason": np.array(engine.stop_reason),
+        "averaged_epochs": np.array(engine.averaged_epochs, dtype=np.int64),
         "ptychi_options_json": np.array(json.dumps(engine.options, sort_keys=True)),
         "flyrecon_settings_json": np.array(settings.model_dump_json()),
     }
     if scored is not None:
         arrays["object_aligned"] = scored.evaluation.aligned.astype(np.complex64)
     write_with(out / RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
-    title = f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs"
+    title = (
+        f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs "
+        f"({engine.stop_kind})"
+    )
+    marks = StopMarks(
+        engine.trace.arrays(), str(engine.stop_kind), engine.epochs_run, engine.averaged_epochs
+    )
     if scored is None:
         reconstruction_figure(
-            out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title
+            out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title, marks
         )
     else:  # the truth is known: one figure with truth, reconstruction, probe, loss and FRC
         metrics = scored.evaluation.metrics
@@ -179,6 +189,7 @@ def _write_outputs(
             engine.loss_history,
             metrics.get("frc"),
             title,
+            marks,
         )
         write_json(out / METRICS_JSON, metrics)
 
@@ -320,19 +331,23 @@ def _run(
         dataset.pattern_size,
         dataset.object_guess.shape,
     )
-    prefetch = _prefetch_imports()
     inp, canvas = engine_input(dataset, options)
     logger.info("canvas %s at objectGuess origin %s", canvas.shape, canvas.origin_px)
+    prefetch: list[threading.Thread] = []
 
     def log_epoch(epoch: int, total: int, loss: float) -> None:
         logger.info("epoch %d/%d loss %.6g", epoch, total, loss)
+        if not prefetch:  # pty-chi is imported now: the GIL is free while torch computes
+            prefetch.append(_prefetch_imports())
         if on_epoch is not None:
             on_epoch(epoch, total, loss)
 
     engine = run_engine(inp, settings, on_epoch=log_epoch)
-    prefetch.join()
+    for thread in prefetch:
+        thread.join()
     result.device = engine.device
     result.epochs_run = engine.epochs_run
+    result.stop_kind = str(engine.stop_kind)
     result.stop_reason = engine.stop_reason
     logger.info("stopped after %d epochs: %s", engine.epochs_run, engine.stop_reason)
     result.final_loss = engine.loss_history[-1] if engine.loss_history else None

@@ -1,0 +1,269 @@
+"""When a blind reconstruction has converged, and how the default engine gets there sooner.
+
+No pty-chi here (the engine module drives it); the tensor work is plain torch, imported by the
+caller's code path only.
+
+- `StopRule`: the automatic stop's decisions on per-epoch numbers (pure, scripted in tests).
+- `DriftMonitor`: how consistently the object still moves: the low-pass part of each epoch's
+  change (phase and log-amplitude, mean and plane removed, on the illuminated region) and the
+  straightness of its path over a window of epochs.
+- `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive restart.
+- `IterateWindow`: the last iterates; a converged run returns their average.
+
+Why these (measured in docs/performance.md): LSQML's updates are local, so slowly varying
+object errors shrink over hundreds of epochs while the fit to the data hardly changes;
+extrapolating along the epoch-to-epoch change removes them several times faster. Once the
+slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
+noise): successive changes cancel, the path over a window stops being straight, and averaging
+the window's iterates removes much of the jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+WINDOW_EPOCHS = 8
+"""Epochs over which the drift's straightness is judged and whose iterates are averaged."""
+STRAIGHTNESS_CONVERGED = 0.3
+"""Converged when |sum of the window's low-pass changes| / sum of their sizes falls below this:
+a steady drift gives about 1, a random walk 1/sqrt(8) = 0.35, jitter about an optimum (each
+change partly undoing the last) 0.15-0.25."""
+FIRST_COUNTED_EPOCH = 3
+"""Changes before this epoch are not judged: LSQML's first epoch only rescales the probe and
+its second makes the first, large step away from the flat start."""
+NOISE_FLOOR_MARGIN = 0.95
+"""The noise floor ends a run once the fit is clearly below it: fit <= 0.95 x floor. At 1.0
+the rule fired too early where the fit hovers at the floor while the object still improves
+(dense scans at high dose); a fit that keeps falling below the floor is fitting noise."""
+MIN_EPOCHS_BEFORE_STOP = 2
+"""The noise floor never ends a run before this epoch (the object is untouched before)."""
+LOWPASS_SIGMA_PER_DIAMETER = 0.5
+"""The low-pass Gaussian's sigma, as a fraction of the probe diameter (90 % power disc)."""
+MOMENTUM_MAX = 0.9
+"""The largest Nesterov extrapolation factor; it grows as (k - 1) / (k + 2) after a restart."""
+
+
+class StopKind(StrEnum):
+    """Why a run ended."""
+
+    NOISE_FLOOR = "noise floor"
+    """The model fits the data to within their Poisson noise: more epochs would fit noise."""
+    CONVERGED = "converged"
+    """The object no longer drifts, only jitters: the window's iterates are averaged."""
+    CAP = "max epochs"
+    """`max_epochs` reached before either rule fired (a safety net)."""
+    FIXED = "fixed epochs"
+    """`num_epochs` asked for exactly this many epochs."""
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    kind: StopKind
+    epoch: int
+    reason: str
+    """One line for logs and result.json."""
+    crossing: float | None = None
+    """Noise floor: where between the previous iterate (0) and this one (1) the fit met the
+    floor, by linear interpolation of fit / floor; None when unknown."""
+
+
+@dataclass
+class StopRule:
+    """The automatic stop's decisions, from numbers measured after each epoch.
+
+    `noise floor`: stop at the first epoch (>= MIN_EPOCHS_BEFORE_STOP) whose fit is at most
+    NOISE_FLOOR_MARGIN x the noise floor (the discrepancy principle, with a margin).
+    `converged`: stop when the drift monitor's straightness over the last window is below
+    STRAIGHTNESS_CONVERGED. Otherwise at the cap.
+    """
+
+    max_epochs: int
+    use_noise_floor: bool = True
+    straightness_converged: float = STRAIGHTNESS_CONVERGED
+    _last_ratio: float | None = field(default=None, init=False, repr=False)
+
+    def decide(
+        self, epoch: int, fit: float | None, floor: float | None, straightness: float | None
+    ) -> StopDecision | None:
+        """The decision after `epoch` (1-based), or None to go on."""
+        ratio = fit / floor if fit is not None and floor is not None and floor > 0 else None
+        last, self._last_ratio = self._last_ratio, ratio
+        if (
+            self.use_noise_floor
+            and ratio is not None
+            and epoch >= MIN_EPOCHS_BEFORE_STOP
+            and ratio <= NOISE_FLOOR_MARGIN
+        ):
+            crossing = None
+            if last is not None and last > NOISE_FLOOR_MARGIN:
+                crossing = (last - NOISE_FLOOR_MARGIN) / (last - ratio)
+            return StopDecision(
+                StopKind.NOISE_FLOOR,
+                epoch,
+                f"fell below the Poisson noise floor at epoch {epoch} (amplitude error "
+                f"{fit:.4g} <= {NOISE_FLOOR_MARGIN} x {floor:.4g}): more epochs would fit the "
+                "noise; returned the object where the fit crossed that line",
+                crossing,
+            )
+        if straightness is not None and straightness < self.straightness_converged:
+            return StopDecision(
+                StopKind.CONVERGED,
+                epoch,
+                f"converged at epoch {epoch}: over the last {WINDOW_EPOCHS} epochs the object "
+                f"only jittered (path straightness {straightness:.2f} < "
+                f"{self.straightness_converged}); returned the average of those iterates",
+            )
+        if epoch >= self.max_epochs:
+            return StopDecision(
+                StopKind.CAP,
+                epoch,
+                f"max_epochs ({self.max_epochs}) reached before the noise floor or convergence",
+            )
+        return None
+
+
+@dataclass
+class ConvergenceTrace:
+    """What the automatic stop watched, one value per epoch (NaN where not measured)."""
+
+    fit: list[float] = field(default_factory=list)
+    noise_floor: list[float] = field(default_factory=list)
+    straightness: list[float] = field(default_factory=list)
+    drift: list[float] = field(default_factory=list)
+    momentum: list[float] = field(default_factory=list)
+
+    def append(self, **values: float | None) -> None:
+        for name in ("fit", "noise_floor", "straightness", "drift", "momentum"):
+            value = values.get(name)
+            getattr(self, name).append(math.nan if value is None else float(value))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`<name>_history` float64 arrays (for the result NPZ)."""
+        return {f"{k}_history": np.asarray(v, dtype=np.float64) for k, v in vars(self).items()}
+
+
+class DriftMonitor:
+    """The low-pass change of the object per epoch, and its path's straightness.
+
+    The change between iterates is log(x_k / x_{k-1}) (log-amplitude + i phase), weighted by
+    the illuminated region, with its weighted mean and plane removed (a global phase or scale
+    and a phase ramp are ambiguities, not drift), low-passed by a normalised Gaussian
+    convolution. Straightness = |sum of the last W changes| / sum of |change|.
+    """
+
+    def __init__(self, weight: Any, sigma_px: float, window: int = WINDOW_EPOCHS) -> None:
+        import torch
+
+        self.window = window
+        self.changes: deque[Any] = deque(maxlen=window)
+        self.sizes: deque[float] = deque(maxlen=window)
+        w = weight.to(torch.float32)
+        rows, cols = w.shape
+        pad = math.ceil(3 * sigma_px)
+        self.shape = (rows, cols)
+        self.pad_shape = (rows + 2 * pad, cols + 2 * pad)
+        fy = torch.fft.fftfreq(self.pad_shape[0], device=w.device)[:, None]
+        fx = torch.fft.fftfreq(self.pad_shape[1], device=w.device)[None, :]
+        self.gauss = torch.exp(-2 * (math.pi * sigma_px) ** 2 * (fy**2 + fx**2))
+        self.weight = w
+        self.total = w.sum()
+        norm = self._blur(w)
+        self.inverse_norm = torch.where(norm > 1e-3, 1.0 / norm.clamp(min=1e-3), 0.0)
+        y = torch.arange(rows, device=w.device, dtype=torch.float32)[:, None].expand(rows, cols)
+        x = torch.arange(cols, device=w.device, dtype=torch.float32)[None, :].expand(rows, cols)
+        cy, cx = (w * y).sum() / self.total, (w * x).sum() / self.total
+        self.basis = torch.stack([torch.ones_like(w), y - cy, x - cx])  # (3, rows, cols)
+        gram = torch.einsum("ihw,jhw,hw->ij", self.basis, self.basis, w)
+        self.gram_inv = torch.linalg.inv(gram.double()).float()
+
+    def _blur(self, image: Any) -> Any:
+        import torch
+
+        spectrum = torch.fft.fft2(image, s=self.pad_shape)
+        blurred = torch.fft.ifft2(spectrum * self.gauss)
+        rows, cols = self.shape
+        out = blurred[:rows, :cols]
+        return out if image.is_complex() else out.real
+
+    def update(self, previous: Any, current: Any) -> tuple[float, float | None]:
+        """Record the change from `previous` to `current` (complex 2-D tensors).
+
+        Returns (size of this change, straightness over the window or None until it is full).
+        """
+        import torch
+
+        with torch.no_grad():
+            tiny = 1e-12
+            amp = torch.log((current.abs() + tiny) / (previous.abs() + tiny))
+            change = torch.complex(amp, torch.angle(current * previous.conj()))
+            moments = torch.einsum("ihw,hw->i", self.basis.to(change.dtype), self.weight * change)
+            coef = self.gram_inv.to(change.dtype) @ moments
+            change = change - torch.einsum("i,ihw->hw", coef, self.basis.to(change.dtype))
+            low = self._blur(self.weight * change) * self.inverse_norm
+            size = float(torch.sqrt((self.weight * low.abs() ** 2).sum() / self.total))
+        self.changes.append(low)
+        self.sizes.append(size)
+        if len(self.changes) < self.window:
+            return size, None
+        with torch.no_grad():
+            net = torch.stack(list(self.changes)).sum(0)
+            net_size = float(torch.sqrt((self.weight * net.abs() ** 2).sum() / self.total))
+        path = sum(self.sizes)
+        return size, (net_size / path if path > 0 else 0.0)
+
+    def reset(self) -> None:
+        self.changes.clear()
+        self.sizes.clear()
+
+
+class ObjectMomentum:
+    """Nesterov extrapolation between epochs: y_k = x_k + beta_k (x_k - x_{k-1}), where x_k is
+    what the engine's epoch made of y_{k-1}. beta_k = min(MOMENTUM_MAX, (j - 1) / (j + 2)), j
+    counting epochs since the last restart; a restart (beta 0) happens when the engine's own
+    step x_k - y_{k-1} points against the momentum x_k - x_{k-1} (O'Donoghue & Candes 2015)."""
+
+    def __init__(self, beta_max: float = MOMENTUM_MAX) -> None:
+        self.beta_max = beta_max
+        self.x_prev: Any = None
+        self.y_prev: Any = None
+        self.j = 1
+
+    def step(self, x: Any) -> tuple[Any, float]:
+        """The point to continue from after iterate `x`, and the beta used (0: x itself)."""
+        import torch
+
+        with torch.no_grad():
+            if self.x_prev is None:
+                self.x_prev, self.y_prev = x.clone(), x
+                return x, 0.0
+            momentum = x - self.x_prev
+            engine_step = x - self.y_prev
+            if float(torch.real(torch.vdot(engine_step.flatten(), momentum.flatten()))) < 0:
+                self.j = 1
+            else:
+                self.j += 1
+            beta = min(self.beta_max, (self.j - 1) / (self.j + 2))
+            y = x + beta * momentum if beta > 0 else x
+            self.x_prev, self.y_prev = x.clone(), y
+        return y, beta
+
+
+class IterateWindow:
+    """The last `size` iterates (copies), for their average at a converged stop."""
+
+    def __init__(self, size: int = WINDOW_EPOCHS) -> None:
+        self.items: deque[Any] = deque(maxlen=size)
+
+    def push(self, x: Any) -> None:
+        self.items.append(x.clone())
+
+    def average(self) -> Any:
+        import torch
+
+        return torch.stack(list(self.items)).mean(0)

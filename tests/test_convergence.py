@@ -1,0 +1,207 @@
+"""The automatic stop's pieces on scripted inputs: the rule, the drift monitor, the momentum."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flyrecon.convergence import (
+    NOISE_FLOOR_MARGIN,
+    STRAIGHTNESS_CONVERGED,
+    WINDOW_EPOCHS,
+    ConvergenceTrace,
+    DriftMonitor,
+    IterateWindow,
+    ObjectMomentum,
+    StopKind,
+    StopRule,
+)
+
+# ------------------------------------------------------------------------------ the rule
+
+
+def _first_stop(rule: StopRule, rows: list[tuple]) -> tuple[int, StopKind] | None:
+    for epoch, (fit, floor, straight) in enumerate(rows, start=1):
+        decision = rule.decide(epoch, fit, floor, straight)
+        if decision is not None:
+            return decision.epoch, decision.kind
+    return None
+
+
+def test_the_rule_stops_at_a_plateau_not_before() -> None:
+    # straightness falls as the drift dies out; the rule waits for the plateau's threshold
+    straight = [None] * 10 + [0.95, 0.9, 0.7, 0.5, 0.35, 0.31, 0.29, 0.2]
+    rows = [(1.3, 1.0, s) for s in straight]
+    assert _first_stop(StopRule(max_epochs=300), rows) == (17, StopKind.CONVERGED)
+    # a threshold just above a value seen earlier would have stopped there: nothing before
+    assert all(s is None or s >= STRAIGHTNESS_CONVERGED for s in straight[:16])
+
+
+def test_the_rule_stops_at_the_first_epoch_clearly_below_the_noise_floor() -> None:
+    # epoch 1 is below the floor but never ends a run (LSQML only rescales the probe there);
+    # hovering at the floor (0.99) is not enough: the object may still improve
+    rows = [(0.5, 1.0, None), (2.0, 1.0, None), (1.01, 1.0, None), (0.99, 1.0, None)]
+    rows += [(0.96, 1.0, None), (0.93, 1.0, None)]
+    rule = StopRule(max_epochs=300)
+    stop = None
+    for epoch, (fit, floor, straight) in enumerate(rows, start=1):
+        stop = rule.decide(epoch, fit, floor, straight)
+        if stop:
+            break
+    assert stop is not None and (stop.epoch, stop.kind) == (6, StopKind.NOISE_FLOOR)
+    assert stop.crossing == pytest.approx((0.96 - NOISE_FLOOR_MARGIN) / (0.96 - 0.93))
+
+
+def test_a_turn_to_overfitting_stops_the_run_at_the_turn() -> None:
+    """The fit keeps falling past the noise floor when the model starts fitting noise: the
+    rule ends the run at the crossing, not later."""
+    fits = [3.0, 1.6, 1.2, 1.05, 0.99, 0.8, 0.7, 0.6]
+    rows = [(f, 1.0, 0.9) for f in fits]
+    assert _first_stop(StopRule(max_epochs=300), rows) == (6, StopKind.NOISE_FLOOR)
+
+
+def test_without_counts_only_convergence_and_the_cap_stop() -> None:
+    rows = [(0.1, 1.0, None)] * 4
+    rule = StopRule(max_epochs=4, use_noise_floor=False)
+    assert _first_stop(rule, rows) == (4, StopKind.CAP)
+    rows = [(0.1, 1.0, 0.9), (0.1, 1.0, 0.1)]
+    assert _first_stop(StopRule(max_epochs=9, use_noise_floor=False), rows) == (
+        2,
+        StopKind.CONVERGED,
+    )
+
+
+def test_the_trace_keeps_one_value_per_epoch() -> None:
+    trace = ConvergenceTrace()
+    trace.append(fit=1.0, noise_floor=0.5)
+    trace.append(straightness=0.2, drift=1e-3, momentum=0.5)
+    arrays = trace.arrays()
+    assert set(arrays) == {
+        "fit_history",
+        "noise_floor_history",
+        "straightness_history",
+        "drift_history",
+        "momentum_history",
+    }
+    assert all(a.shape == (2,) for a in arrays.values())
+    assert arrays["fit_history"][0] == 1.0 and math.isnan(arrays["fit_history"][1])
+
+
+# ----------------------------------------------------------------------- the drift monitor
+
+SHAPE = (96, 128)
+
+
+def _monitor() -> DriftMonitor:
+    weight = torch.zeros(SHAPE)
+    weight[16:80, 16:112] = 1.0
+    return DriftMonitor(weight, sigma_px=6.0)
+
+
+def _smooth_field(rng: np.random.Generator, scale: float = 0.02) -> torch.Tensor:
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(rng.standard_normal(SHAPE), 8)
+    return torch.as_tensor(scale * field / field.std(), dtype=torch.float32)
+
+
+def _run(monitor: DriftMonitor, objects: list[torch.Tensor]) -> list[float | None]:
+    return [monitor.update(a, b)[1] for a, b in itertools.pairwise(objects)]
+
+
+def test_a_steady_drift_is_straight_and_jitter_is_not() -> None:
+    rng = np.random.default_rng(0)
+    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
+    step = _smooth_field(rng)
+    drifting = [base * torch.exp(1j * k * step) for k in range(WINDOW_EPOCHS + 1)]
+    straight = _run(_monitor(), drifting)
+    assert straight[:-1] == [None] * (WINDOW_EPOCHS - 1)
+    assert straight[-1] > 0.95
+    # independent jitter about a fixed point: each epoch's change undoes part of the last
+    jitter = [base * torch.exp(1j * _smooth_field(rng)) for _ in range(WINDOW_EPOCHS + 1)]
+    assert _run(_monitor(), jitter)[-1] < STRAIGHTNESS_CONVERGED
+
+
+def test_global_phase_scale_and_ramp_changes_are_not_drift() -> None:
+    rng = np.random.default_rng(1)
+    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
+    y, x = torch.meshgrid(torch.arange(SHAPE[0]), torch.arange(SHAPE[1]), indexing="ij")
+    monitor = _monitor()
+    previous = base
+    for k in range(1, WINDOW_EPOCHS + 1):
+        current = base * (1 + 0.1 * k) * torch.exp(1j * (0.3 * k + 0.001 * k * (y + 2 * x)))
+        size, _ = monitor.update(previous, current.to(torch.complex64))
+        assert size < 1e-4
+        previous = current.to(torch.complex64)
+
+
+def test_a_drift_that_turns_into_jitter_is_caught_within_a_window() -> None:
+    """Drift (with a little jitter) until epoch 20, then jitter about where it got to."""
+    rng = np.random.default_rng(2)
+    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
+    step = _smooth_field(rng)
+    monitor = _monitor()
+    rule = StopRule(max_epochs=300, use_noise_floor=False)
+    turn = 20
+    previous, stop = base, None
+    for epoch in range(1, 60):
+        phase = min(epoch, turn) * step + _smooth_field(rng, 0.004)
+        current = base * torch.exp(1j * phase)
+        _, straightness = monitor.update(previous, current)
+        previous = current
+        decision = rule.decide(epoch, None, None, straightness)
+        if decision is not None:
+            stop = decision.epoch
+            break
+    assert stop is not None and turn < stop <= turn + WINDOW_EPOCHS
+
+
+# ------------------------------------------------------------------------------ momentum
+
+
+def _quadratic_run(momentum: ObjectMomentum | None, steps: int) -> float:
+    """A slow linear contraction (an ill-conditioned quadratic's gradient steps): the error
+    left after `steps` epochs."""
+    rates = torch.linspace(0.02, 0.5, 64)
+    x = torch.ones(64, dtype=torch.complex64)
+    point = x
+    for _ in range(steps):
+        x = point - rates * point  # one "epoch" of the engine from `point`
+        point = x if momentum is None else momentum.step(x)[0]
+    return float(x.abs().max())
+
+
+def test_momentum_speeds_up_slow_convergence() -> None:
+    plain = _quadratic_run(None, 40)
+    accelerated = _quadratic_run(ObjectMomentum(), 40)
+    assert accelerated < 0.2 * plain  # measured: 0.072 against 0.446
+
+
+def test_momentum_restarts_when_the_engine_turns_back() -> None:
+    momentum = ObjectMomentum()
+    _, beta = momentum.step(torch.zeros(4, dtype=torch.complex64))
+    assert beta == 0.0
+    betas = [momentum.step(torch.full((4,), float(k), dtype=torch.complex64))[1] for k in (1, 2, 3)]
+    assert betas == [0.25, 0.4, 0.5]  # (j - 1) / (j + 2), j = 2, 3, 4
+    # extrapolated to 3.5, the engine's step comes back to 3.2: it points against the
+    # momentum (3 -> 3.2), so the momentum restarts: no extrapolation this time
+    point, beta = momentum.step(torch.full((4,), 3.2, dtype=torch.complex64))
+    assert beta == 0.0 and torch.allclose(point.real, torch.full((4,), 3.2))
+    assert momentum.step(torch.full((4,), 3.3, dtype=torch.complex64))[1] == 0.25
+
+
+def test_the_window_averages_its_last_iterates() -> None:
+    window = IterateWindow(size=3)
+    for k in range(5):
+        window.push(torch.full((2,), float(k)))
+    assert torch.equal(window.average(), torch.full((2,), 3.0))
+
+
+def test_the_threshold_lies_below_a_random_walks_straightness() -> None:
+    """A random walk of W steps has straightness about 1/sqrt(W): it must not count as
+    converged (it is still moving), while jitter about an optimum (0.15-0.25) must."""
+    assert 0.25 < STRAIGHTNESS_CONVERGED < 1 / math.sqrt(WINDOW_EPOCHS)
