@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flyrecon import study
-from flyrecon.options import Split, View
-from flyrecon.synthetic import SyntheticOptions, prepare_study
+from flyrecon.layout import StudyRoot
+from flyrecon.options import SyntheticOptions
+from flyrecon.synthetic import prepare_study
 
 OBJECT_PX = 280
 """Object side: about 560 raster patterns per split at a 5.5 px step (the issue's set: 557)."""
@@ -81,7 +81,7 @@ def make_object(spec: FamilySet, side: int = OBJECT_PX) -> np.ndarray:
 def build(spec: FamilySet, root: Path, doses: tuple[int, ...] = DOSES) -> Path:
     """Simulate `spec` under `root/<name>` (once) and return that study root."""
     out = root / spec.name
-    if (out / "study.json").exists():
+    if StudyRoot(out).study_json.exists():
         return out
     root.mkdir(parents=True, exist_ok=True)
     object_npz = root / f"{spec.name}.object.npz"
@@ -101,4 +101,4 @@ def build(spec: FamilySet, root: Path, doses: tuple[int, ...] = DOSES) -> Path:
 
 def input_path(root: Path, dose: int, view: str, split: str = "train") -> Path:
     """The DATA-001 file of one cell under a prep-synthetic root."""
-    return study.input_path(root / "phase_c", root / "phase_d", dose, View(view), Split(split))
+    return StudyRoot(root).input_path(dose, view, split)

@@ -42,7 +42,7 @@ import _family
 from bench_quality import run_cdtools, score
 
 from flyrecon.data import load_dataset
-from flyrecon.options import Algorithm, Device, ReconSettings, ReconstructOptions
+from flyrecon.options import Algorithm, Device, ReconSettings
 
 HERE = Path(__file__).parent
 SSIM_TOLERANCE = 0.01
@@ -57,18 +57,17 @@ def scored_epochs(epochs: int) -> set[int]:
 def plain_trace(npz: Path, epochs: int, threads: int) -> list[dict[str, float]]:
     """Plain LSQML for `epochs`, scored on the way: [{epoch, seconds, phase_ssim, error}]."""
     from flyrecon.engine import run_engine
-    from flyrecon.reconstruct import engine_input
+    from flyrecon.inputs import engine_input
 
     settings = ReconSettings(
         algorithm=Algorithm.LSQML, num_epochs=epochs, device=Device.CPU, threads=threads
     )
     dataset = load_dataset(npz)
-    options = ReconstructOptions(input_npz=npz, output_dir=Path("unused"), settings=settings)
     want = scored_epochs(epochs)
     rows: list[dict[str, float]] = []
     excluded = 0.0
     start = time.perf_counter()
-    inp, canvas = engine_input(dataset, options)
+    inp, canvas = engine_input(dataset, settings)
 
     def inspect(epoch: int, get_object: Any) -> None:
         nonlocal excluded

@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from flyrecon import scoring
 from flyrecon.data import PtychoDataset, load_dataset
-from flyrecon.geometry import Canvas, canvas_for, object_on_canvas
-from flyrecon.metrics import compare, illuminated_mask
-from flyrecon.options import Algorithm, Device, ReconSettings, ReconstructOptions
+from flyrecon.geometry import Canvas, canvas_for
+from flyrecon.layout import StudyRoot
+from flyrecon.options import Algorithm, Device, ReconSettings
 
 DOSES = (1000, 10000, 100000)
 VIEWS = ("baseline", "dense", "sparse")
@@ -61,9 +62,7 @@ class Outcome:
 
 
 def input_path(root: Path, dose: int, view: str, split: str) -> Path:
-    if view == "baseline":
-        return root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz"
-    return root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
+    return StudyRoot(root).input_path(dose, view, split)
 
 
 def prepare(root: Path, doses: tuple[int, ...]) -> None:
@@ -76,29 +75,21 @@ def prepare(root: Path, doses: tuple[int, ...]) -> None:
 
 
 def score(dataset: PtychoDataset, canvas: Canvas, obj: np.ndarray) -> dict[str, Any]:
-    """The same scoring as `flyrecon reconstruct`: objectGuess on the canvas, illuminated mask."""
-    truth = object_on_canvas(dataset.object_guess, canvas, fill=0)
-    mask = illuminated_mask(
-        canvas.shape,
-        dataset.ycoords - canvas.origin_px[0],
-        dataset.xcoords - canvas.origin_px[1],
-        dataset.probe_guess,
-    )
-    cr, cc, _, _ = canvas.crop_of(dataset.object_guess.shape)
-    inside = np.zeros(canvas.shape, dtype=bool)
-    inside[cr, cc] = True
-    return compare(obj, truth, mask & inside)
+    """The same scoring as `flyrecon reconstruct` (`flyrecon.scoring`)."""
+    scored = scoring.score(dataset, canvas, obj)
+    if scored is None:
+        raise RuntimeError("too few illuminated pixels inside objectGuess to score")
+    return scored.metrics
 
 
 def run_flyrecon(npz: Path, settings: ReconSettings, name: str) -> Outcome:
     """One flyrecon reconstruction (engine only: load, convert, run pty-chi), scored."""
     from flyrecon.engine import run_engine
-    from flyrecon.reconstruct import engine_input
+    from flyrecon.inputs import engine_input
 
     dataset = load_dataset(npz, settings.n_images)
-    options = ReconstructOptions(input_npz=npz, output_dir=Path("unused"), settings=settings)
     start = time.perf_counter()
-    inp, canvas = engine_input(dataset, options)
+    inp, canvas = engine_input(dataset, settings)
     result = run_engine(inp, settings)
     seconds = time.perf_counter() - start
     m = score(dataset, canvas, result.object)

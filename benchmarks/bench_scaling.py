@@ -56,8 +56,8 @@ def point(npz: Path, n_images: int | None, algorithm: str, epochs: int, batch: i
 
     from flyrecon.data import load_dataset
     from flyrecon.engine import run_engine
-    from flyrecon.options import Device, ReconSettings, ReconstructOptions
-    from flyrecon.reconstruct import engine_input
+    from flyrecon.inputs import engine_input
+    from flyrecon.options import Device, ReconSettings
 
     settings = ReconSettings(
         algorithm=algorithm,
@@ -69,9 +69,7 @@ def point(npz: Path, n_images: int | None, algorithm: str, epochs: int, batch: i
         threads=2,
     )
     dataset = load_dataset(npz, n_images)
-    inp, canvas = engine_input(
-        dataset, ReconstructOptions(input_npz=npz, output_dir=Path("unused"), settings=settings)
-    )
+    inp, canvas = engine_input(dataset, settings)
     stamps = [time.perf_counter()]
     run_engine(inp, settings, on_epoch=lambda *_: stamps.append(time.perf_counter()))
     per_epoch = np.diff(stamps)[1:] if len(stamps) > 2 else np.diff(stamps)

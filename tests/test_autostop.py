@@ -12,22 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import simulated_dataset
 from flyrecon import engine
 from flyrecon.convergence import StopKind
 from flyrecon.data import load_dataset, save_dataset
 from flyrecon.engine import run_engine
-from flyrecon.geometry import object_on_canvas
-from flyrecon.metrics import compare, illuminated_mask
-from flyrecon.options import Algorithm, Device, ReconSettings, ReconstructOptions
-from flyrecon.reconstruct import engine_input
+from flyrecon.inputs import engine_input
+from flyrecon.metrics import compare
+from flyrecon.options import Algorithm, Device, ReconSettings
+from flyrecon.scoring import truth_region
+from helpers import simulated_dataset
 
 pytestmark = pytest.mark.slow
 
 
 def _input(npz: Path, settings: ReconSettings) -> engine.EngineInput:
-    options = ReconstructOptions(input_npz=npz, output_dir=npz.parent, settings=settings)
-    inp, _ = engine_input(load_dataset(npz), options)
+    inp, _ = engine_input(load_dataset(npz), settings)
     return inp
 
 
@@ -101,17 +100,8 @@ def test_the_noise_floor_stops_a_sparse_low_dose_scan_before_it_fits_the_noise(
     npz = tmp_path / "sparse.npz"
     save_dataset(npz, data)
     auto = _settings(num_epochs=None, max_epochs=40)
-    options = ReconstructOptions(input_npz=npz, output_dir=tmp_path, settings=auto)
-    inp, canvas = engine_input(load_dataset(npz), options)
-    truth = np.zeros(canvas.shape, np.complex64)
-    cr, cc, _, _ = canvas.crop_of(data.object_guess.shape)
-    truth[cr, cc] = data.object_guess
-    mask = illuminated_mask(
-        canvas.shape,
-        data.ycoords - canvas.origin_px[0],
-        data.xcoords - canvas.origin_px[1],
-        data.probe_guess,
-    )
+    inp, canvas = engine_input(load_dataset(npz), auto)
+    truth, mask = truth_region(data, canvas)
     stopped = run_engine(inp, auto)
     fixed = run_engine(inp, _settings(num_epochs=40))
     assert stopped.stop_kind == StopKind.NOISE_FLOOR and stopped.epochs_run <= 15
@@ -153,15 +143,8 @@ def test_the_default_lands_within_reach_of_a_long_plain_runs_best(tmp_path: Path
     npz = tmp_path / "d.npz"
     save_dataset(npz, data)
     plain = _settings(algorithm=Algorithm.LSQML, num_epochs=120)
-    options = ReconstructOptions(input_npz=npz, output_dir=tmp_path, settings=plain)
-    inp, canvas = engine_input(load_dataset(npz), options)
-    truth = object_on_canvas(data.object_guess, canvas, fill=0)
-    mask = illuminated_mask(
-        canvas.shape,
-        data.ycoords - canvas.origin_px[0],
-        data.xcoords - canvas.origin_px[1],
-        data.probe_guess,
-    )
+    inp, canvas = engine_input(load_dataset(npz), plain)
+    truth, mask = truth_region(data, canvas)
     scores: list[dict] = []
 
     def inspect(epoch: int, get_object) -> None:

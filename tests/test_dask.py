@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_study_tree
 from flyrecon.cli import app
-from flyrecon.runner import MANIFEST_JSON
+from flyrecon.layout import MANIFEST_JSON
+from helpers import write_study_tree
 
 pytest.importorskip("distributed")
 
@@ -34,7 +34,7 @@ def cluster():
     import dask
     from distributed import LocalCluster
 
-    from flyrecon.dask_executor import DASK_CONFIG
+    from flyrecon.study.executors.dask import DASK_CONFIG
 
     with (
         dask.config.set(DASK_CONFIG),
@@ -116,11 +116,11 @@ def test_a_job_that_kills_its_worker_fails_alone_and_reruns(
 ) -> None:
     import cloudpickle
 
-    import dask_helpers
+    import helpers
     from flyrecon.options import Executor, ReconSettings, StudyOptions, View
-    from flyrecon.runner import run_study
+    from flyrecon.study.runner import run_study
 
-    cloudpickle.register_pickle_by_value(dask_helpers)
+    cloudpickle.register_pickle_by_value(helpers)
     root = _copy(small_tree, tmp_path / "crash")
     options = StudyOptions(
         phase_c_root=root / "phase_c",
@@ -133,9 +133,9 @@ def test_a_job_that_kills_its_worker_fails_alone_and_reruns(
         settings=ReconSettings(num_epochs=2, threads=1, device="cpu"),
     )
     try:
-        result = run_study(options, reconstruct_fn=dask_helpers.crash_on_dense_train)
+        result = run_study(options, job_fn=helpers.crash_on_dense_train)
     finally:
-        cloudpickle.unregister_pickle_by_value(dask_helpers)
+        cloudpickle.unregister_pickle_by_value(helpers)
     assert result.exit_code == 1
     records = _results(root)
     crashed = records.pop("dose_100000/dense/train")
@@ -168,9 +168,9 @@ def test_missing_dask_extra_is_a_clear_usage_error(
 def test_missing_dask_extra_through_the_api(
     small_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flyrecon.dask_executor import DaskSetupError
     from flyrecon.options import Executor, StudyOptions
-    from flyrecon.runner import run_study
+    from flyrecon.study.executors.dask import DaskSetupError
+    from flyrecon.study.runner import run_study
 
     monkeypatch.setitem(sys.modules, "dask", None)
     monkeypatch.setitem(sys.modules, "distributed", None)
@@ -210,7 +210,7 @@ def test_cli_usage_errors_exit_2(
 
 
 def test_workers_must_see_the_artifact_root(tmp_path: Path) -> None:
-    from flyrecon.dask_executor import PROBE_NAME, check_visible
+    from flyrecon.study.executors.dask import PROBE_NAME, check_visible
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -245,9 +245,10 @@ def test_ctrl_c_cancels_pending_jobs_and_records_them(
 
     import cloudpickle
 
-    import dask_helpers
+    import helpers
     from flyrecon.options import Executor, ReconSettings, StudyOptions, View
-    from flyrecon.runner import StudyObserver, run_study
+    from flyrecon.study.observer import StudyObserver
+    from flyrecon.study.runner import run_study
 
     class Started(StudyObserver):
         def __init__(self) -> None:
@@ -271,11 +272,11 @@ def test_ctrl_c_cancels_pending_jobs_and_records_them(
         settings=ReconSettings(num_epochs=2, threads=1, device="cpu"),
     )
     observer = Started()
-    cloudpickle.register_pickle_by_value(dask_helpers)
+    cloudpickle.register_pickle_by_value(helpers)
     try:
-        result = run_study(options, observer=observer, reconstruct_fn=dask_helpers.sleep_stub)
+        result = run_study(options, observer=observer, job_fn=helpers.sleep_job)
     finally:
-        cloudpickle.unregister_pickle_by_value(dask_helpers)
+        cloudpickle.unregister_pickle_by_value(helpers)
     assert result.exit_code == 130
     assert len(observer.keys) == 2
     m = json.loads((root / "reconstructions" / MANIFEST_JSON).read_text())

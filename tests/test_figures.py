@@ -9,6 +9,7 @@ import pytest
 
 from flyrecon.figures import JobSummary, job_figure, reconstruction_figure, study_figures
 from flyrecon.metrics import evaluate
+from flyrecon.report import phase_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -91,25 +92,17 @@ def study_rows(tmp_path: Path) -> list:
     out.mkdir()
     np.savez(out / "ptychi_reconstruction.npz", object=field(7))
     rows.append(
-        {
-            "dose": 1e7,
-            "view": "dense",
-            "split": "test",
-            "status": "succeeded",
-            "metrics": {"phase_ssim": 0.95},
-            "output_dir": str(out),
-        }
+        JobSummary(
+            1e7,
+            "dense",
+            "test",
+            "succeeded",
+            {"phase_ssim": 0.95},
+            phase_image=phase_image(out / "ptychi_reconstruction.npz"),
+        )
     )
-    rows.append(
-        {
-            "dose": 1e7,
-            "view": "baseline",
-            "split": "test",
-            "status": "failed",
-            "metrics": None,
-            "output_dir": str(tmp_path / "never-written"),
-        }
-    )
+    never = phase_image(tmp_path / "never-written" / "ptychi_reconstruction.npz")
+    rows.append(JobSummary(1e7, "baseline", "test", "failed", None, phase_image=never))
     return rows
 
 
@@ -132,17 +125,6 @@ def test_study_of_only_failed_jobs_still_draws(tmp_path: Path) -> None:
 def test_phase_comes_from_the_npz_with_its_offset_removed(tmp_path: Path) -> None:
     obj = field(3)
     np.savez(tmp_path / "r.npz", object=obj * np.exp(1j * 2.0))
-    summary = JobSummary.from_record(
-        {
-            "dose": 1,
-            "view": "dense",
-            "split": "test",
-            "status": "ok",
-            "recon_npz": tmp_path / "r.npz",
-        }
-    )
-    reference = JobSummary(1, "dense", "test", "ok", recon_npz=None, phase_image=None)
     np.savez(tmp_path / "s.npz", object=obj)
-    plain = JobSummary(1, "dense", "test", "ok", recon_npz=tmp_path / "s.npz").phase()
-    assert reference.phase() is None
-    assert np.allclose(summary.phase(), plain, atol=1e-9)
+    assert phase_image(tmp_path / "missing.npz") is None
+    assert np.allclose(phase_image(tmp_path / "r.npz"), phase_image(tmp_path / "s.npz"), atol=1e-9)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import fourier_shift, gaussian_filter
 
-from conftest import simulated_dataset
 from flyrecon import metrics
 from flyrecon.metrics import compare, illuminated_mask
+from helpers import simulated_dataset
 
 SIZE_PX = 96
 SCORES = (
@@ -256,3 +256,17 @@ def test_metrics_module_stays_pure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_phase_and_amplitude_keep_their_own_ms_ssim_notes() -> None:
+    """Each of phase and amplitude reports its MS-SSIM scales and note under its own key (the
+    amplitude's used to overwrite the phase's)."""
+    rng = np.random.default_rng(0)
+    truth = np.exp(1j * rng.uniform(-1, 1, (48, 48))).astype(np.complex64)
+    mask = np.zeros(truth.shape, bool)
+    mask[4:44, 4:44] = True
+    m = compare(truth * 0.9, truth, mask)
+    for part in ("phase", "amplitude"):
+        assert isinstance(m[f"{part}_ms_ssim_scales"], int)
+        assert isinstance(m[f"{part}_ms_ssim_note"], str)
+    assert "ms_ssim_scales" not in m and "ms_ssim_note" not in m

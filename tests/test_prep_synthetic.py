@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from flyrecon.cli import app
 from flyrecon.data import load_dataset
-from flyrecon.synthetic import Preset, SyntheticOptions, prepare_study
+from flyrecon.options import Preset, SyntheticOptions
+from flyrecon.synthetic import prepare_study
 
 runner = CliRunner()
 SMALL = {"object_px": 192, "step_px": 6.0, "jitter_px": 1.0, "doses": (10_000,)}

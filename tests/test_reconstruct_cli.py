@@ -5,55 +5,35 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flyrecon import engine
+import flyrecon.reconstruct as rec
 from flyrecon.cli import app
 from flyrecon.data import load_dataset
-from flyrecon.engine import EngineInput, EngineResult
 from flyrecon.errors import ReconstructionError
 from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ProbeInit, ReconSettings
+from helpers import FakeEngine
 
 runner = CliRunner()
 
 
-class FakeEngine:
-    """Records what the engine was given; returns the initial guesses as the result."""
+REAL_RECONSTRUCT = rec.reconstruct
 
-    def __init__(self, fail_with: Exception | None = None, losses: list[float] | None = None):
-        self.calls: list[tuple[EngineInput, ReconSettings]] = []
-        self.fail_with = fail_with
-        self.losses = losses
 
-    def __call__(self, inp: EngineInput, settings: ReconSettings, *, on_epoch=None):
-        self.calls.append((inp, settings))
-        if self.fail_with is not None:
-            raise self.fail_with
-        epochs = settings.num_epochs or settings.max_epochs
-        losses = self.losses or [1.0 / (k + 1) for k in range(epochs)]
-        for k, loss in enumerate(losses, start=1):
-            if on_epoch:
-                on_epoch(k, len(losses), loss)
-        return EngineResult(
-            object=inp.object_init,
-            probe=inp.probe_init,
-            positions_px=inp.positions_px,
-            loss_history=losses,
-            options={"stub": True},
-            device="cpu",
-            epochs_run=len(losses),
-        )
+def _use_engine(monkeypatch: pytest.MonkeyPatch, fake: FakeEngine) -> FakeEngine:
+    """Make the reconstruct command's library call run `fake` as its engine."""
+    monkeypatch.setattr(rec, "reconstruct", partial(REAL_RECONSTRUCT, engine=fake))
+    return fake
 
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    fake = FakeEngine()
-    monkeypatch.setattr(engine, "run_engine", fake)
-    return fake
+    return _use_engine(monkeypatch, FakeEngine())
 
 
 def test_main_uses_cli_arguments(tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine) -> None:
@@ -187,7 +167,7 @@ def test_engine_failure_is_exit_1_with_one_line(
     failure: Exception,
     expected: str,
 ) -> None:
-    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=failure))
+    _use_engine(monkeypatch, FakeEngine(fail_with=failure))
     result = runner.invoke(
         app, ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
     )
@@ -201,7 +181,7 @@ def test_engine_failure_is_exit_1_with_one_line(
 def test_debug_flag_shows_the_traceback(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=RuntimeError("boom")))
+    _use_engine(monkeypatch, FakeEngine(fail_with=RuntimeError("boom")))
     result = runner.invoke(
         app, ["--debug", "reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
     )
@@ -211,10 +191,10 @@ def test_debug_flag_shows_the_traceback(
 def test_rerun_failure_removes_stale_results(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "run_engine", FakeEngine())
+    _use_engine(monkeypatch, FakeEngine())
     args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 0
-    monkeypatch.setattr(engine, "run_engine", FakeEngine(fail_with=RuntimeError("x")))
+    _use_engine(monkeypatch, FakeEngine(fail_with=RuntimeError("x")))
     assert runner.invoke(app, args).exit_code == 1
     assert not (tmp_path / "ptychi_reconstruction.npz").exists()
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
@@ -270,3 +250,22 @@ def test_the_automatic_stop_is_the_default_and_num_epochs_fixes_the_count(
     (_, auto), (_, fixed) = fake_engine.calls
     assert auto.num_epochs is None and auto.max_epochs == 7
     assert fixed.num_epochs == 3
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "study-run"])
+def test_every_setting_has_its_flag_with_the_models_default(command: str) -> None:
+    """The settings are defined once (`ReconSettings`); each command takes every field as a
+    flag of the same name, defaulting to the model's default."""
+    import inspect
+
+    from flyrecon.cli.reconstruct import reconstruct_command
+    from flyrecon.cli.study_run import study_run_command
+
+    fn = reconstruct_command if command == "reconstruct" else study_run_command
+    params = inspect.signature(fn).parameters
+    defaults = ReconSettings()
+    for name in ReconSettings.model_fields:
+        assert name in params, name
+        default = params[name].default
+        expected = getattr(defaults, name)
+        assert default == expected, (name, default, expected)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import simulated_dataset
 from flyrecon.cli import app
 from flyrecon.data import PtychoDataset, save_dataset
 from flyrecon.engine import run_engine
-from flyrecon.geometry import object_on_canvas
-from flyrecon.metrics import compare, illuminated_mask
-from flyrecon.options import ObjectInit, ReconSettings, ReconstructOptions
-from flyrecon.reconstruct import engine_input
+from flyrecon.inputs import engine_input
+from flyrecon.metrics import compare
+from flyrecon.options import ObjectInit, ReconSettings
+from flyrecon.scoring import truth_region
+from helpers import simulated_dataset
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -35,37 +35,27 @@ def _initial_guess_scores(npz: Path) -> dict[str, float]:
     from flyrecon.data import load_dataset
 
     data = load_dataset(npz)
-    inp, canvas = engine_input(data, ReconstructOptions(input_npz=npz, output_dir=npz.parent))
-    truth = object_on_canvas(data.object_guess, canvas, fill=0)
-    mask = illuminated_mask(
-        canvas.shape,
-        data.ycoords - canvas.origin_px[0],
-        data.xcoords - canvas.origin_px[1],
-        data.probe_guess,
-    )
+    inp, canvas = engine_input(data, ReconSettings())
+    truth, mask = truth_region(data, canvas)
     return compare(inp.object_init, truth, mask)
 
 
 def test_positions_convention_is_exact(tmp_path: Path) -> None:
     """True object, true probe and noiseless data: pty-chi's first loss is zero."""
     data: PtychoDataset = simulated_dataset(object_px=64, step_px=8, noise=False, seed=5)
-    options = ReconstructOptions(
-        input_npz=tmp_path / "unused.npz",
-        output_dir=tmp_path,
-        settings=ReconSettings(
-            algorithm="Adam",
-            num_epochs=1,
-            batch_size=1000,
-            device="cpu",
-            object_init=ObjectInit.GUESS,
-        ),
+    settings = ReconSettings(
+        algorithm="Adam",
+        num_epochs=1,
+        batch_size=1000,
+        device="cpu",
+        object_init=ObjectInit.GUESS,
     )
-    inp, _ = engine_input(data, options)
+    inp, _ = engine_input(data, settings)
     true_probe = data.probe_guess * np.sqrt(data.metadata["intensity_scale"])
     inp = type(inp)(inp.intensities, inp.positions_px, inp.object_init, true_probe)
-    exact = run_engine(inp, options.settings).loss_history[0]
+    exact = run_engine(inp, settings).loss_history[0]
     shifted = type(inp)(inp.intensities, inp.positions_px + 0.5, inp.object_init, true_probe)
-    off_by_half = run_engine(shifted, options.settings).loss_history[0]
+    off_by_half = run_engine(shifted, settings).loss_history[0]
     assert exact < 1e-6 * off_by_half
     assert off_by_half > 1e-4
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import simulated_dataset, write_study_tree
 from corrupt.cases import PWNED, _pickled
 from flyrecon.cli import app
 from flyrecon.data import save_dataset
+from flyrecon.layout import MANIFEST_JSON
 from flyrecon.options import ReconSettings, ReconstructOptions
 from flyrecon.reconstruct import reconstruct
-from flyrecon.runner import MANIFEST_JSON
+from helpers import simulated_dataset, use_scripted_jobs, write_study_tree
 
 runner = CliRunner()
 
@@ -82,9 +82,7 @@ def test_pickled_study_input_fails_its_job_and_runs_nothing(tmp_path: Path) -> N
 def test_crafted_metadata_and_manifest_cannot_redirect_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_study_run import _stub
-
-    _stub(monkeypatch)
+    use_scripted_jobs(monkeypatch)
     root = tmp_path / "study"
     write_study_tree(root, doses=(1000,))
     evil = {

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flyrecon.cli import app
-from flyrecon.report import SUMMARY_CSV, SUMMARY_MD
+from flyrecon.layout import SUMMARY_CSV, SUMMARY_MD
+from helpers import use_scripted_jobs
 
 runner = CliRunner()
 
@@ -19,13 +20,11 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def _finished(study_tree: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One stubbed 18-job study with a failed job, shared by the tests below."""
-    from test_study_run import _stub
-
     root = tmp_path_factory.mktemp("report") / "study"
     shutil.copytree(study_tree[0], root / "phase_c")
     shutil.copytree(study_tree[1], root / "phase_d")
     with pytest.MonkeyPatch.context() as mp:
-        _stub(mp, fail_keys=("dose_1000/sparse/test",))
+        use_scripted_jobs(mp, fail_keys=("dose_1000/sparse/test",), report=True)
         result = runner.invoke(app, ["study-run", "--study-root", str(root), "--num-epochs", "1"])
     assert result.exit_code == 1
     return root / "reconstructions"
@@ -61,12 +60,12 @@ def test_study_run_writes_summary_and_figures(finished_study: Path) -> None:
 def test_report_command_rebuilds_without_reconstructing(
     finished_study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flyrecon import engine
+    import flyrecon.reconstruct
 
     def forbidden(*args, **kwargs):
         raise AssertionError("report must not reconstruct")
 
-    monkeypatch.setattr(engine, "run_engine", forbidden)
+    monkeypatch.setattr(flyrecon.reconstruct, "reconstruct", forbidden)
     before = (finished_study / SUMMARY_CSV).read_text()
     for name in (SUMMARY_CSV, SUMMARY_MD, "metrics_vs_dose.png"):
         (finished_study / name).unlink()
@@ -83,13 +82,21 @@ def test_report_without_manifest_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_report_ignores_paths_in_a_crafted_manifest(finished_study: Path, tmp_path: Path) -> None:
-    manifest = json.loads((finished_study / "reconstruction_manifest.json").read_text())
+    path = finished_study / "reconstruction_manifest.json"
+    manifest = json.loads(path.read_text())
     for rec in manifest["execution_results"]:
         rec["output_dir"] = str(tmp_path / "elsewhere")
-    manifest["execution_results"].append({"dose": "../../x", "view": "evil", "split": "x"})
-    (finished_study / "reconstruction_manifest.json").write_text(json.dumps(manifest))
+    path.write_text(json.dumps(manifest))
     result = runner.invoke(app, ["report", "--artifact-root", str(finished_study)])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "elsewhere").exists()
     rows = list(csv.DictReader((finished_study / SUMMARY_CSV).open()))
     assert len(rows) == 18
+    # a record that is not a job (a path where the dose belongs) fails the whole read, in
+    # one line naming the file and the key
+    manifest["execution_results"].append({"dose": "../../x", "view": "evil", "split": "x"})
+    path.write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["report", "--artifact-root", str(finished_study)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{path}: execution_results.18.dose" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

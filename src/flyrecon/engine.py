@@ -18,13 +18,16 @@ from typing import Any
 import numpy as np
 
 from flyrecon.convergence import ConvergenceTrace, StopKind
-from flyrecon.errors import ReconstructionError
+from flyrecon.errors import ReconstructionError, one_line
 from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
 
 EpochCallback = Callable[[int, int, float], None]
 """Called after each epoch with (epochs done, epochs planned, loss)."""
 ObjectCallback = Callable[[int, Callable[[], np.ndarray]], None]
 """Called after each epoch with (epochs done, a function returning a copy of the object)."""
+EngineFn = Callable[..., "EngineResult"]
+"""What runs a reconstruction: `run_engine(inp, settings, *, on_epoch=None)`; tests pass a
+stand-in to `reconstruct` instead of patching this module."""
 
 FIT_SAMPLE_PATTERNS = 64
 """The automatic stop compares fit and noise floor on this many (seeded) patterns: the ratio's
@@ -346,7 +349,7 @@ def run_engine(
             drift = _drift_monitor(task, inp) if auto else None
         except Exception as exc:
             raise ReconstructionError(
-                f"pty-chi could not set up the task: {_one_line(exc)}"
+                f"pty-chi could not set up the task: {one_line(exc)}"
             ) from exc
         if device == "cpu":
             import torch
@@ -364,7 +367,7 @@ def run_engine(
                 task.run(n_epochs=1)
             except Exception as exc:
                 raise ReconstructionError(
-                    f"pty-chi failed at epoch {epoch}: {_one_line(exc)}"
+                    f"pty-chi failed at epoch {epoch}: {one_line(exc)}"
                 ) from exc
             loss = _last_loss(task)
             losses.append(loss)
@@ -519,8 +522,3 @@ def _separable_fourier_shift(
     if strictly_preserve_zeros:
         shifted[zero_mask_shifted > 0] = 0
     return shifted
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]

@@ -36,3 +36,9 @@ class ReconstructionError(FlyreconError):
     """The reconstruction itself failed (pty-chi raised, the loss became NaN, ...): exit 1."""
 
     exit_code = EXIT_FAILED
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an exception on one line (whitespace collapsed), at most `limit`."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:limit]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from flyrecon import layout
 from flyrecon.atomic import write_with
 
 
@@ -241,8 +242,6 @@ STUDY_METRICS = (
     ("complex_relative_error", "complex relative error"),
     ("frc_resolution_0p5_px", "FRC 0.5 resolution (px)"),
 )
-METRICS_VS_DOSE_PNG = "metrics_vs_dose.png"
-RECON_NPZ = "ptychi_reconstruction.npz"
 
 
 @dataclass(frozen=True)
@@ -254,45 +253,8 @@ class JobSummary:
     split: str
     status: str
     metrics: dict[str, Any] | None = None
-    recon_npz: Path | None = None
-    """A reconstruction npz: "object_aligned" if present, else "object" (phase offset removed)."""
     phase_image: np.ndarray | None = None
-    """Phase to show in the grid (takes precedence over `recon_npz`)."""
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> JobSummary:
-        """From a study manifest record: dose, view, split, status, metrics, output_dir."""
-        npz = record.get("recon_npz")
-        if npz is None and record.get("output_dir"):
-            npz = Path(record["output_dir"]) / RECON_NPZ
-        return cls(
-            dose=float(record["dose"]),
-            view=str(record["view"]),
-            split=str(record["split"]),
-            status=str(record.get("status", "")),
-            metrics=record.get("metrics"),
-            recon_npz=Path(npz) if npz is not None else None,
-            phase_image=record.get("phase_image"),
-        )
-
-    def phase(self) -> np.ndarray | None:
-        """The phase image for the grid, or None (failed job, no file, unreadable file)."""
-        if self.phase_image is not None:
-            return np.asarray(self.phase_image, dtype=np.float64)
-        if self.recon_npz is None or not Path(self.recon_npz).is_file():
-            return None
-        try:
-            with np.load(self.recon_npz, allow_pickle=False) as npz:
-                key = "object_aligned" if "object_aligned" in npz.files else "object"
-                obj = np.asarray(npz[key], dtype=np.complex128)
-        except (OSError, ValueError, KeyError):
-            return None
-        offset = np.sum(np.abs(obj) * obj)  # amplitude-weighted mean phase to zero
-        return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
-
-
-def _as_summaries(rows: Sequence[JobSummary | Mapping[str, Any]]) -> list[JobSummary]:
-    return [r if isinstance(r, JobSummary) else JobSummary.from_record(r) for r in rows]
+    """The phase to show in the grid (None: failed, not run or no image)."""
 
 
 def _ordered_views(jobs: list[JobSummary]) -> list[str]:
@@ -313,12 +275,12 @@ def _series(jobs: list[JobSummary], key: str) -> dict[tuple[str, str], tuple[lis
     }
 
 
-def metrics_vs_dose_figure(path: Path, rows: Sequence[JobSummary | Mapping[str, Any]]) -> Path:
+def metrics_vs_dose_figure(path: Path, jobs: Sequence[JobSummary]) -> Path:
     """One panel per metric of STUDY_METRICS: value vs dose (log axis), a line per view and
     split (colour: view; train dashed with hollow squares). Several jobs at one point are
     averaged; failed or unscored jobs are left out and counted in the title."""
     plt = _pyplot()
-    jobs = _as_summaries(rows)
+    jobs = list(jobs)
     views = _ordered_views(jobs)
     colours = {v: f"C{i}" for i, v in enumerate(views)}
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
@@ -350,17 +312,15 @@ def metrics_vs_dose_figure(path: Path, rows: Sequence[JobSummary | Mapping[str, 
         plt.close(fig)
 
 
-def phase_grid_figure(
-    path: Path, rows: Sequence[JobSummary | Mapping[str, Any]], split: str
-) -> Path:
+def phase_grid_figure(path: Path, jobs: Sequence[JobSummary], split: str) -> Path:
     """Phase images of one split: a row per dose (low to high), a column per view; an empty
     cell says why (not run, failed, no image). One colour scale for the whole grid."""
     plt = _pyplot()
-    jobs = [j for j in _as_summaries(rows) if j.split == split]
+    jobs = [j for j in jobs if j.split == split]
     doses = sorted({j.dose for j in jobs})
     views = _ordered_views(jobs)
     cells = {(j.dose, j.view): j for j in jobs}
-    images = {key: job.phase() for key, job in cells.items()}
+    images = {key: job.phase_image for key, job in cells.items()}
     shown = [im for im in images.values() if im is not None]
     limits = _shared_limits(*shown) if shown else (-np.pi, np.pi)
     n_rows, n_cols = max(len(doses), 1), max(len(views), 1)
@@ -392,16 +352,11 @@ def phase_grid_figure(
         plt.close(fig)
 
 
-def study_figures(out_dir: Path, rows: Sequence[JobSummary | Mapping[str, Any]]) -> list[Path]:
-    """metrics_vs_dose.png and one phase_grid_<split>.png per split, in `out_dir`.
-
-    `rows`: JobSummary objects, or study manifest records (dicts with dose, view, split,
-    status, metrics and output_dir or recon_npz). Returns the paths written.
-    """
+def study_figures(out_dir: Path, jobs: Sequence[JobSummary]) -> list[Path]:
+    """metrics_vs_dose.png and one phase_grid_<split>.png per split, in `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = _as_summaries(rows)
-    paths = [metrics_vs_dose_figure(out_dir / METRICS_VS_DOSE_PNG, jobs)]
+    paths = [metrics_vs_dose_figure(out_dir / layout.METRICS_VS_DOSE_PNG, jobs)]
     for split in sorted({j.split for j in jobs}):
-        paths.append(phase_grid_figure(out_dir / f"phase_grid_{split}.png", jobs, split))
+        paths.append(phase_grid_figure(out_dir / layout.phase_grid_png(split), jobs, split))
     return paths

@@ -455,8 +455,8 @@ def _pair_scores(
         f"{name}_mae{unit}": float(np.abs(diff).mean()),
         f"{name}_mse{unit}{'2' if unit else ''}": float(np.mean(diff**2)),
         f"{name}_data_range{unit}": data_range,
-        "ms_ssim_scales": scales,
-        "ms_ssim_note": note,
+        f"{name}_ms_ssim_scales": scales,
+        f"{name}_ms_ssim_note": note,
     }
 
 

@@ -3,13 +3,16 @@
 `ReconSettings` holds everything that decides how one reconstruction runs; `reconstruct`
 takes it together with its input and output paths, and `study-run` applies the same settings
 to every job of its matrix, so one study job equals one `flyrecon reconstruct` call.
+`SyntheticOptions` decides a `prep-synthetic` study.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -186,3 +189,105 @@ class StudyOptions(_Model):
     workers: int | None = Field(default=None, ge=1)
     """Dask: start a LocalCluster of this many single-threaded worker processes."""
     settings: ReconSettings = ReconSettings()
+
+
+# --- prep-synthetic --------------------------------------------------------------------
+
+
+class Preset(StrEnum):
+    """Dataset sizes: `quick` for demos and CI, `full` for the study's real scale."""
+
+    QUICK = "quick"
+    FULL = "full"
+
+
+class ScanKind(StrEnum):
+    """Scan pattern of each split: a jittered raster or a Fermat spiral."""
+
+    RASTER = "raster"
+    FERMAT = "fermat"
+
+
+PRESETS: dict[Preset, dict[str, Any]] = {
+    Preset.QUICK: {"object_px": 216, "step_px": 6.0, "jitter_px": 1.0},
+    Preset.FULL: {"object_px": 536, "step_px": 5.0, "jitter_px": 1.0},
+}
+"""Values a preset gives to the options left unset."""
+
+_SEED_PURPOSES = ("object", "scan", "noise", "selection")
+FIXTURE_PROBE_PX = 64
+"""The seed ticket's fixture layout: a 64 px probe (and a 128 px object)."""
+
+
+class SyntheticOptions(_Model):
+    """Everything that decides a synthetic study (`prep-synthetic`); unset sizes come from the
+    preset."""
+
+    output_root: Path
+    preset: Preset = Preset.QUICK
+    object_px: int = Field(default=None, ge=16)  # type: ignore[assignment]
+    """Side of the square procedural object (ignored with `object_npz`)."""
+    probe_px: int = Field(default=64, ge=8)
+    """Side of the probe window (even; a `probe_npz` must match)."""
+    step_px: float = Field(default=None, gt=0)  # type: ignore[assignment]
+    """Raster step, or the mean spacing of the Fermat spiral."""
+    jitter_px: float = Field(default=None, ge=0)  # type: ignore[assignment]
+    """Uniform random offset of each raster position, at most this many pixels."""
+    scan: ScanKind = ScanKind.RASTER
+    doses: tuple[int, ...] = Field(default=(1_000, 10_000, 100_000), min_length=1)
+    """Mean expected photons per pattern; one `dose_<int>` folder each."""
+    dense_overlap: float = Field(default=0.7, ge=0, lt=1)
+    sparse_overlap: float = Field(default=0.2, ge=0, lt=1)
+    min_positions: int = Field(default=8, ge=2)
+    """A view keeping fewer positions than this in a split is an error."""
+    seed: int = Field(default=0, ge=0)
+    """Base seed; each unset purpose seed derives from it."""
+    object_seed: int | None = Field(default=None, ge=0)
+    scan_seed: int | None = Field(default=None, ge=0)
+    noise_seed: int | None = Field(default=None, ge=0)
+    selection_seed: int | None = Field(default=None, ge=0)
+    probe_npz: Path | None = None
+    """Measured probe: key `probeGuess` of this NPZ (normalised to unit power)."""
+    object_npz: Path | None = None
+    """Object: key `objectGuess` of this NPZ."""
+    fixture: bool = False
+    """Write the seed ticket's minimal layout (8 patterns per file), simulated."""
+    noiseless: bool = False
+    """Store sqrt(expected counts) instead of Poisson samples (for checks)."""
+    compress: bool = True
+    workers: int = Field(default=2, ge=1)
+    """Threads for the FFT and Poisson chunks (the results do not depend on it)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            preset = Preset(data.get("preset") or Preset.QUICK)
+            data = {**data, "preset": preset}
+            for key, value in PRESETS[preset].items():
+                if data.get(key) is None:
+                    data[key] = value
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SyntheticOptions:
+        if self.probe_px % 2:
+            raise ValueError(f"probe_px must be even, got {self.probe_px}")
+        if len(set(self.doses)) != len(self.doses):
+            raise ValueError(f"doses must be distinct, got {list(self.doses)}")
+        if any(d < 1 for d in self.doses):
+            raise ValueError("doses must be at least 1 photon per pattern")
+        if self.fixture and (self.probe_npz or self.object_npz):
+            raise ValueError("--fixture uses its own 128 px object and 64 px probe")
+        if self.fixture and self.probe_px != FIXTURE_PROBE_PX:
+            raise ValueError(f"--fixture needs probe_px {FIXTURE_PROBE_PX}")
+        return self
+
+    def seeds(self) -> dict[str, int]:
+        """The seed of each purpose: the given one, else derived from `seed` (recorded)."""
+        out = {}
+        for index, purpose in enumerate(_SEED_PURPOSES):
+            given = getattr(self, f"{purpose}_seed")
+            derived = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+            out[purpose] = derived if given is None else given
+        return out

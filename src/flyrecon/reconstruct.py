@@ -1,5 +1,8 @@
-"""One reconstruction, end to end: validate, run pty-chi, write results. Never raises for a
-failed job: `reconstruct` returns a `ReconstructResult` carrying the return code.
+"""One reconstruction, end to end: validate, run the engine, write results.
+
+`reconstruct` never raises for a failed job: it returns a `JobResult` carrying the return
+code (0 success, 1 the reconstruction failed, 2 invalid input or output location). Every
+output is written to a temporary name and renamed; result.json is written last.
 """
 
 from __future__ import annotations
@@ -11,104 +14,20 @@ import threading
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from flyrecon import __version__
+from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, write_json, write_with
-from flyrecon.data import PtychoDataset, load_dataset
-from flyrecon.engine import EngineInput, EngineResult, EpochCallback
-from flyrecon.errors import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    FlyreconError,
-    InputError,
-)
-from flyrecon.geometry import Canvas, canvas_for, object_on_canvas
-from flyrecon.options import ObjectInit, ProbeInit, ReconstructOptions
-
-RESULT_NPZ = "ptychi_reconstruction.npz"
-FIGURE_PNG = "reconstruction.png"
-RESULT_JSON = "result.json"
-METRICS_JSON = "metrics.json"
-OUTPUT_NAMES = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON)
-"""Files a run writes; result.json is written last and marks a finished run."""
-
-
-@dataclass
-class ReconstructResult:
-    """The outcome of one reconstruction."""
-
-    returncode: int
-    status: str
-    """`succeeded`, `failed` (runtime, code 1) or `invalid` (input or usage, code 2)."""
-    message: str
-    """One line: a summary on success, the reason on failure."""
-    input_npz: str
-    output_dir: str
-    wall_time_s: float = 0.0
-    n_patterns: int | None = None
-    device: str | None = None
-    epochs_run: int = 0
-    stop_kind: str | None = None
-    """`noise floor`, `converged`, `max epochs` or `fixed epochs` (convergence.StopKind)."""
-    stop_reason: str | None = None
-    final_loss: float | None = None
-    metrics: dict[str, Any] | None = None
-    log_path: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    input_metadata: dict[str, Any] = field(default_factory=dict)
-    flyrecon_version: str = __version__
-    traceback: str | None = None
-    """Full traceback of an unexpected failure (shown by `--debug`)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("traceback")
-        return out
-
-
-def initial_probe(dataset: PtychoDataset, policy: ProbeInit) -> np.ndarray:
-    """The starting probe for `policy` (see `ProbeInit`)."""
-    if policy == ProbeInit.GUESS:
-        return dataset.probe_guess.copy()
-    size = dataset.pattern_size
-    mean_counts = float(np.mean(np.sum(dataset.diffraction.astype(np.float64) ** 2, axis=(1, 2))))
-    if policy == ProbeInit.DATA:
-        mean_amplitude = np.mean(dataset.diffraction, axis=0)
-        probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(mean_amplitude)))
-    else:
-        probe = dataset.probe_guess.astype(np.complex128)
-    power = size**2 * np.sum(np.abs(probe) ** 2)
-    return (probe * np.sqrt(mean_counts / power)).astype(np.complex64)
-
-
-def engine_input(dataset: PtychoDataset, options: ReconstructOptions) -> tuple[EngineInput, Canvas]:
-    """Convert a DATA-001 dataset into pty-chi's conventions on a canvas covering the scan."""
-    settings = options.settings
-    canvas = canvas_for(dataset.ycoords, dataset.xcoords, dataset.pattern_size)
-    if settings.object_init == ObjectInit.GUESS:
-        obj = object_on_canvas(dataset.object_guess, canvas)
-    else:
-        obj = np.ones(canvas.shape, dtype=np.complex64)
-    intensities = np.square(dataset.diffraction, dtype=np.float32)
-    return (
-        EngineInput(
-            intensities=intensities,
-            positions_px=canvas.positions_px(dataset.ycoords, dataset.xcoords),
-            object_init=obj,
-            probe_init=initial_probe(dataset, settings.probe_init),
-        ),
-        canvas,
-    )
+from flyrecon.data import load_dataset
+from flyrecon.engine import EngineFn, EngineResult, EpochCallback
+from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError
+from flyrecon.geometry import Canvas
+from flyrecon.inputs import engine_input
+from flyrecon.options import ObjectInit, ReconstructOptions
+from flyrecon.records import JobResult, JobStatus, write_record
+from flyrecon.scoring import Scored, score
 
 
 def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
@@ -122,9 +41,9 @@ def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
         ) from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise InputError(output_dir, "output directory is not writable")
-    for name in OUTPUT_NAMES:  # result.json first: a stale result must never look current
+    for name in layout.JOB_OUTPUTS:  # result.json first: a stale result must never look current
         (output_dir / name).unlink(missing_ok=True)
-    for name in (*OUTPUT_NAMES, log_name):  # leftovers of a killed run
+    for name in (*layout.JOB_OUTPUTS, log_name):  # leftovers of a killed run
         for stale in output_dir.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
 
@@ -166,7 +85,7 @@ def _write_outputs(
     }
     if scored is not None:
         arrays["object_aligned"] = scored.evaluation.aligned.astype(np.complex64)
-    write_with(out / RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
+    write_with(out / layout.RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
     title = (
         f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs "
         f"({engine.stop_kind})"
@@ -176,100 +95,76 @@ def _write_outputs(
     )
     if scored is None:
         reconstruction_figure(
-            out / FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title, marks
+            out / layout.FIGURE_PNG, engine.object, engine.probe, engine.loss_history, title, marks
         )
     else:  # the truth is known: one figure with truth, reconstruction, probe, loss and FRC
-        metrics = scored.evaluation.metrics
         job_figure(
-            out / FIGURE_PNG,
+            out / layout.FIGURE_PNG,
             scored.evaluation.aligned,
             scored.truth,
             scored.mask,
             engine.probe,
             engine.loss_history,
-            metrics.get("frc"),
+            scored.metrics.get("frc"),
             title,
             marks,
         )
-        write_json(out / METRICS_JSON, metrics)
-
-
-@dataclass
-class Scored:
-    """The truth on the canvas, the scored region and the evaluation against it."""
-
-    truth: np.ndarray
-    mask: np.ndarray
-    evaluation: Any
-
-
-def _score(dataset: PtychoDataset, canvas: Canvas, engine: EngineResult) -> Scored | None:
-    """Metrics against objectGuess on the illuminated region (the truth for synthetic data)."""
-    from flyrecon.metrics import evaluate, illuminated_mask
-
-    truth = object_on_canvas(dataset.object_guess, canvas, fill=0)
-    mask = illuminated_mask(
-        canvas.shape,
-        dataset.ycoords - canvas.origin_px[0],
-        dataset.xcoords - canvas.origin_px[1],
-        dataset.probe_guess,
-    )
-    cr, cc, _, _ = canvas.crop_of(dataset.object_guess.shape)
-    inside = np.zeros(canvas.shape, dtype=bool)
-    inside[cr, cc] = True
-    mask &= inside
-    if mask.sum() < 16:
-        return None
-    return Scored(truth=truth, mask=mask, evaluation=evaluate(engine.object, truth, mask))
+        write_json(out / layout.METRICS_JSON, scored.metrics)
 
 
 def reconstruct(
-    options: ReconstructOptions, *, on_epoch: EpochCallback | None = None
-) -> ReconstructResult:
+    options: ReconstructOptions,
+    *,
+    on_epoch: EpochCallback | None = None,
+    engine: EngineFn | None = None,
+) -> JobResult:
     """Reconstruct `options.input_npz` into `options.output_dir`; never raises for a failed job.
 
-    Return codes: 0 success, 1 the reconstruction failed, 2 invalid input or output location.
-    KeyboardInterrupt is not caught: the caller decides how to record an interrupted run.
+    `engine` replaces `engine.run_engine` (tests pass a stand-in). KeyboardInterrupt is not
+    caught: the caller decides how to record an interrupted run.
     """
     start = time.perf_counter()
     out = options.output_dir
     settings = options.settings
-    result = ReconstructResult(
+    result = JobResult(
         returncode=EXIT_FAILED,
-        status="failed",
-        message="",
+        status=JobStatus.FAILED,
         input_npz=str(options.input_npz),
         output_dir=str(out),
-        options=json.loads(settings.model_dump_json()),
+        options=settings.model_dump(mode="json"),
     )
     log_stack = ExitStack()
     try:
         _prepare_output_dir(out, options.log_name)
         log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
     except FlyreconError as exc:
-        result.returncode, result.status, result.message = exc.exit_code, "invalid", str(exc)
+        result.returncode, result.status, result.message = (
+            exc.exit_code,
+            JobStatus.INVALID,
+            str(exc),
+        )
         result.wall_time_s = time.perf_counter() - start
         return result
     except OSError as exc:
-        result.returncode, result.status = EXIT_USAGE, "invalid"
+        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
         result.message = f"{out}: cannot write in the output directory ({exc.strerror})"
         result.wall_time_s = time.perf_counter() - start
         return result
     with log_stack:  # renames the log into place when the run ends
         logger, handler = _make_logger(log_tmp)
         try:
-            _run(options, result, logger, on_epoch)
+            _run(options, result, logger, on_epoch, engine)
         except FlyreconError as exc:
             result.returncode, result.message = exc.exit_code, str(exc)
-            result.status = "invalid" if exc.exit_code == EXIT_USAGE else "failed"
+            result.status = JobStatus.INVALID if exc.exit_code == EXIT_USAGE else JobStatus.FAILED
             result.traceback = traceback.format_exc()
         except OSError as exc:
-            result.returncode, result.status = EXIT_FAILED, "failed"
+            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
             where = exc.filename or out
             result.message = f"{where}: cannot write ({exc.strerror or exc})"
             result.traceback = traceback.format_exc()
         except Exception as exc:  # unexpected: the job fails, the process goes on
-            result.returncode, result.status = EXIT_FAILED, "failed"
+            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
             result.message = f"unexpected error: {type(exc).__name__}: {exc}"
             result.traceback = traceback.format_exc()
             logger.error("%s", result.traceback)
@@ -279,12 +174,12 @@ def reconstruct(
             logger.removeHandler(handler)
     result.log_path = str(out / options.log_name)
     result.wall_time_s = time.perf_counter() - start
-    if result.status != "invalid" and out.is_dir():
+    if result.status != JobStatus.INVALID and out.is_dir():
         try:
-            write_json(out / RESULT_JSON, result.to_json())
+            write_record(out / layout.RESULT_JSON, result)
         except OSError as exc:
-            result.returncode, result.status = EXIT_FAILED, "failed"
-            result.message = f"{out / RESULT_JSON}: cannot write ({exc.strerror})"
+            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+            result.message = f"{out / layout.RESULT_JSON}: cannot write ({exc.strerror})"
     return result
 
 
@@ -299,7 +194,7 @@ def _import_reporting() -> None:
 
 
 def _prefetch_imports() -> threading.Thread:
-    """Import the scoring and plotting modules in the background while pty-chi runs (torch
+    """Import the scoring and plotting modules in the background while the engine runs (torch
     releases the GIL), so they cost no wall time after the reconstruction."""
     thread = threading.Thread(target=_import_reporting, name="flyrecon-prefetch", daemon=True)
     thread.start()
@@ -308,12 +203,14 @@ def _prefetch_imports() -> threading.Thread:
 
 def _run(
     options: ReconstructOptions,
-    result: ReconstructResult,
+    result: JobResult,
     logger: logging.Logger,
     on_epoch: EpochCallback | None,
+    engine_fn: EngineFn | None,
 ) -> None:
     """The body of `reconstruct`: fills `result`; raises FlyreconError subclasses on failure."""
-    from flyrecon.engine import run_engine
+    if engine_fn is None:
+        from flyrecon.engine import run_engine as engine_fn
 
     settings = options.settings
     logger.info(
@@ -331,7 +228,7 @@ def _run(
         dataset.pattern_size,
         dataset.object_guess.shape,
     )
-    inp, canvas = engine_input(dataset, options)
+    inp, canvas = engine_input(dataset, settings)
     logger.info("canvas %s at objectGuess origin %s", canvas.shape, canvas.origin_px)
     prefetch: list[threading.Thread] = []
 
@@ -342,7 +239,7 @@ def _run(
         if on_epoch is not None:
             on_epoch(epoch, total, loss)
 
-    engine = run_engine(inp, settings, on_epoch=log_epoch)
+    engine = engine_fn(inp, settings, on_epoch=log_epoch)
     for thread in prefetch:
         thread.join()
     result.device = engine.device
@@ -353,19 +250,18 @@ def _run(
     result.final_loss = engine.loss_history[-1] if engine.loss_history else None
     scored = None
     if settings.object_init == ObjectInit.ONES:
-        scored = _score(dataset, canvas, engine)
+        scored = score(dataset, canvas, engine.object)
     else:
         logger.info("no metrics: the object started from objectGuess, so it is not a blind test")
-    metrics = scored.evaluation.metrics if scored is not None else None
-    result.metrics = metrics
+    result.metrics = scored.metrics if scored is not None else None
     _write_outputs(options.output_dir, engine, canvas, options, scored)
-    result.returncode, result.status = EXIT_OK, "succeeded"
+    result.returncode, result.status = EXIT_OK, JobStatus.SUCCEEDED
     first = engine.loss_history[0]
     last = engine.loss_history[-1]
     summary = f"{engine.epochs_run} epochs on {engine.device}, loss {first:.4g} -> {last:.4g}"
-    if metrics:
+    if result.metrics:
         from flyrecon.metrics import summary_line
 
-        summary += f"; {summary_line(metrics)}"
-        logger.info("metrics: %s", summary_line(metrics))
+        summary += f"; {summary_line(result.metrics)}"
+        logger.info("metrics: %s", summary_line(result.metrics))
     result.message = summary

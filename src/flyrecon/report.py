@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyrecon.atomic import write_text
-from flyrecon.errors import InputError
-from flyrecon.options import Split, View
-from flyrecon.runner import MANIFEST_JSON
-from flyrecon.study import output_dir
+import numpy as np
 
-SUMMARY_CSV = "study_summary.csv"
-SUMMARY_MD = "study_summary.md"
+from flyrecon import layout
+from flyrecon.atomic import write_text
+from flyrecon.options import View
+from flyrecon.records import JobRecord
+
 METRIC_COLUMNS = (
     "phase_ssim",
     "phase_ms_ssim",
@@ -41,6 +39,7 @@ COLUMNS = (
     "status",
     "returncode",
     "epochs",
+    "stop",
     "wall_time_s",
     *METRIC_COLUMNS,
 )
@@ -54,43 +53,29 @@ class Report:
     paths: list[Path] = field(default_factory=list)
 
 
-def _job_result(artifact_root: Path, dose: int, view: str, split: str) -> dict[str, Any]:
-    path = output_dir(artifact_root, dose, View(view), Split(split)) / "result.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def latest_records(records: Sequence[JobRecord]) -> list[JobRecord]:
+    """The last record of each job, sorted by dose, view and split."""
+    latest = {(r.dose, r.view, r.split): r for r in records}
+    views = list(View)
+    return [latest[k] for k in sorted(latest, key=lambda k: (k[0], views.index(k[1]), k[2]))]
 
 
-def summary_rows(artifact_root: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per job (the last record of each), sorted by dose, view and split."""
-    latest: dict[tuple[int, str, str], dict[str, Any]] = {}
-    for rec in records:
-        try:
-            key = (int(rec["dose"]), View(rec["view"]).value, Split(rec["split"]).value)
-        except (KeyError, TypeError, ValueError):
-            continue
-        latest[key] = rec
+def summary_rows(records: Sequence[JobRecord]) -> list[dict[str, Any]]:
+    """One row per job (its last record): the summary's columns."""
     rows = []
-    view_order = [v.value for v in View]
-    for (dose, view, split), rec in sorted(
-        latest.items(), key=lambda kv: (kv[0][0], view_order.index(kv[0][1]), kv[0][2])
-    ):
-        stored = _job_result(artifact_root, dose, view, split)
-        metrics = rec.get("metrics") or stored.get("metrics") or {}
+    for rec in latest_records(records):
+        metrics = rec.metrics or {}
         rows.append(
             {
-                "dose": dose,
-                "view": view,
-                "split": split,
-                "status": rec.get("status", ""),
-                "returncode": rec.get("returncode"),
-                "epochs": rec.get("epochs_run") or stored.get("epochs_run"),
-                "wall_time_s": rec.get("wall_time_s"),
+                "dose": rec.dose,
+                "view": str(rec.view),
+                "split": str(rec.split),
+                "status": str(rec.status),
+                "returncode": rec.returncode,
+                "epochs": rec.epochs_run,
+                "stop": rec.stop_kind,
+                "wall_time_s": rec.wall_time_s,
                 **{k: metrics.get(k) for k in METRIC_COLUMNS},
-                "output_dir": str(output_dir(artifact_root, dose, View(view), Split(split))),
-                "metrics": metrics or None,
             }
         )
     return rows
@@ -119,29 +104,49 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(artifact_root: Path, records: Sequence[dict[str, Any]]) -> Report:
-    """Write the summary (CSV, Markdown) and the study figures into `artifact_root`."""
-    from flyrecon.figures import study_figures
+def phase_image(npz_path: Path) -> np.ndarray | None:
+    """The phase of a job's reconstruction for the grid ("object_aligned" if present, else
+    "object"; amplitude-weighted mean phase removed), or None when there is none."""
+    if not npz_path.is_file():
+        return None
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            key = "object_aligned" if "object_aligned" in npz.files else "object"
+            obj = np.asarray(npz[key], dtype=np.complex128)
+    except (OSError, ValueError, KeyError):
+        return None
+    offset = np.sum(np.abs(obj) * obj)
+    return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
 
-    rows = summary_rows(artifact_root, records)
+
+def write_report(artifact_root: Path, records: Sequence[JobRecord]) -> Report:
+    """Write the summary (CSV, Markdown) and the study figures into `artifact_root`."""
+    from flyrecon.figures import JobSummary, study_figures
+
+    rows = summary_rows(records)
     report = Report(rows=rows)
-    report.paths.append(write_text(artifact_root / SUMMARY_CSV, to_csv(rows)))
-    report.paths.append(write_text(artifact_root / SUMMARY_MD, to_markdown(rows)))
-    if rows:
-        report.paths += study_figures(artifact_root, rows)
+    report.paths.append(write_text(artifact_root / layout.SUMMARY_CSV, to_csv(rows)))
+    report.paths.append(write_text(artifact_root / layout.SUMMARY_MD, to_markdown(rows)))
+    jobs = [
+        JobSummary(
+            dose=float(rec.dose),
+            view=str(rec.view),
+            split=str(rec.split),
+            status=str(rec.status),
+            metrics=rec.metrics,
+            phase_image=phase_image(
+                layout.output_dir(artifact_root, rec.dose, rec.view, rec.split) / layout.RESULT_NPZ
+            ),
+        )
+        for rec in latest_records(records)
+    ]
+    if jobs:
+        report.paths += study_figures(artifact_root, jobs)
     return report
 
 
-def load_records(artifact_root: Path) -> list[dict[str, Any]]:
-    """The execution records of the manifest at `artifact_root` (InputError if unreadable)."""
-    path = artifact_root / MANIFEST_JSON
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, "no study manifest here (run flyrecon study-run first)") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read the manifest ({exc})") from None
-    records = manifest.get("execution_results") if isinstance(manifest, dict) else None
-    if not isinstance(records, list):
-        raise InputError(path, "expected a list", "execution_results")
-    return [r for r in records if isinstance(r, dict)]
+def load_records(artifact_root: Path) -> list[JobRecord]:
+    """The execution records of the manifest at `artifact_root` (InputError if unusable)."""
+    from flyrecon.study.manifest import load_manifest
+
+    return load_manifest(artifact_root).execution_results

@@ -8,23 +8,22 @@ of doses. See docs/synthetic-data.md for the physics, seeds, presets and layout.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flyrecon import __version__, simulate
+from flyrecon import __version__, layout, simulate
 from flyrecon.atomic import write_json
 from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
 from flyrecon.errors import InputError
+from flyrecon.hashing import file_sha256
+from flyrecon.options import FIXTURE_PROBE_PX, ScanKind, SyntheticOptions
 
 SPLITS = ("train", "test")
 """Spatial halves: train is the top half of the object (small y), test the bottom half."""
@@ -34,11 +33,9 @@ PROBE_POWER_FRACTION = 0.9
 """The probe diameter is the disc about the intensity centroid holding this power fraction."""
 CHUNK_PATTERNS = 256
 """Patterns per chunk: bounds memory and fixes the noise streams (one generator per chunk)."""
-STUDY_JSON = "study.json"
 COMPRESS_LEVEL = 1
 """zlib level of the NPZ members (Y, complex ground truth, is stored uncompressed)."""
 FIXTURE_OBJECT_PX = 128
-FIXTURE_PROBE_PX = 64
 FIXTURE_COLS_PX = (32, 41, 50, 59, 69, 78, 87, 96)
 """Fixture scan: one row of 8 positions per split, 9-10 px apart (the object's whole width)."""
 _FAINT_COUNTS = 1.0
@@ -66,104 +63,6 @@ DIAMETER_DEFINITION = (
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(description, steps_done, steps_total)."""
-
-
-class Preset(StrEnum):
-    """Dataset sizes: `quick` for demos and CI, `full` for the study's real scale."""
-
-    QUICK = "quick"
-    FULL = "full"
-
-
-class ScanKind(StrEnum):
-    """Scan pattern of each split: a jittered raster or a Fermat spiral."""
-
-    RASTER = "raster"
-    FERMAT = "fermat"
-
-
-PRESETS: dict[Preset, dict[str, Any]] = {
-    Preset.QUICK: {"object_px": 216, "step_px": 6.0, "jitter_px": 1.0},
-    Preset.FULL: {"object_px": 536, "step_px": 5.0, "jitter_px": 1.0},
-}
-"""Values a preset gives to the options left unset."""
-
-_SEED_PURPOSES = ("object", "scan", "noise", "selection")
-
-
-class SyntheticOptions(BaseModel):
-    """Everything that decides a synthetic study; unset sizes come from the preset."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    output_root: Path
-    preset: Preset = Preset.QUICK
-    object_px: int = Field(default=None, ge=16)  # type: ignore[assignment]
-    """Side of the square procedural object (ignored with `object_npz`)."""
-    probe_px: int = Field(default=64, ge=8)
-    """Side of the probe window (even; a `probe_npz` must match)."""
-    step_px: float = Field(default=None, gt=0)  # type: ignore[assignment]
-    """Raster step, or the mean spacing of the Fermat spiral."""
-    jitter_px: float = Field(default=None, ge=0)  # type: ignore[assignment]
-    """Uniform random offset of each raster position, at most this many pixels."""
-    scan: ScanKind = ScanKind.RASTER
-    doses: tuple[int, ...] = Field(default=(1_000, 10_000, 100_000), min_length=1)
-    """Mean expected photons per pattern; one `dose_<int>` folder each."""
-    dense_overlap: float = Field(default=0.7, ge=0, lt=1)
-    sparse_overlap: float = Field(default=0.2, ge=0, lt=1)
-    min_positions: int = Field(default=8, ge=2)
-    """A view keeping fewer positions than this in a split is an error."""
-    seed: int = Field(default=0, ge=0)
-    """Base seed; each unset purpose seed derives from it."""
-    object_seed: int | None = Field(default=None, ge=0)
-    scan_seed: int | None = Field(default=None, ge=0)
-    noise_seed: int | None = Field(default=None, ge=0)
-    selection_seed: int | None = Field(default=None, ge=0)
-    probe_npz: Path | None = None
-    """Measured probe: key `probeGuess` of this NPZ (normalised to unit power)."""
-    object_npz: Path | None = None
-    """Object: key `objectGuess` of this NPZ."""
-    fixture: bool = False
-    """Write the seed ticket's minimal layout (8 patterns per file), simulated."""
-    noiseless: bool = False
-    """Store sqrt(expected counts) instead of Poisson samples (for checks)."""
-    compress: bool = True
-    workers: int = Field(default=2, ge=1)
-    """Threads for the FFT and Poisson chunks (the results do not depend on it)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_from_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            preset = Preset(data.get("preset") or Preset.QUICK)
-            data = {**data, "preset": preset}
-            for key, value in PRESETS[preset].items():
-                if data.get(key) is None:
-                    data[key] = value
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> SyntheticOptions:
-        if self.probe_px % 2:
-            raise ValueError(f"probe_px must be even, got {self.probe_px}")
-        if len(set(self.doses)) != len(self.doses):
-            raise ValueError(f"doses must be distinct, got {list(self.doses)}")
-        if any(d < 1 for d in self.doses):
-            raise ValueError("doses must be at least 1 photon per pattern")
-        if self.fixture and (self.probe_npz or self.object_npz):
-            raise ValueError("--fixture uses its own 128 px object and 64 px probe")
-        if self.fixture and self.probe_px != FIXTURE_PROBE_PX:
-            raise ValueError(f"--fixture needs probe_px {FIXTURE_PROBE_PX}")
-        return self
-
-    def seeds(self) -> dict[str, int]:
-        """The seed of each purpose: the given one, else derived from `seed` (recorded)."""
-        out = {}
-        for index, purpose in enumerate(_SEED_PURPOSES):
-            given = getattr(self, f"{purpose}_seed")
-            derived = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-            out[purpose] = derived if given is None else given
-        return out
 
 
 @dataclass(frozen=True)
@@ -475,14 +374,6 @@ def _run_chunks(fn: Callable[[Any], None], items: list[Any], workers: int) -> No
 # ------------------------------------------------------------------------------------ writing
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fixture_patches(
     obj: np.ndarray, y: np.ndarray, x: np.ndarray, rows: tuple[int, int]
 ) -> np.ndarray:
@@ -536,7 +427,7 @@ def _write(
     result.files.append(
         WrittenFile(
             path=rel.as_posix(),
-            sha256=_sha256(path),
+            sha256=file_sha256(path),
             bytes=path.stat().st_size,
             dose=meta["dose"],
             view=meta["view"],
@@ -544,12 +435,6 @@ def _write(
             n_patterns=dataset.n_patterns,
         )
     )
-
-
-def _file_path(dose: int, view: str, split: str) -> Path:
-    if view == "baseline":
-        return Path("phase_c") / f"dose_{dose}" / f"patched_{split}.npz"
-    return Path("phase_d") / f"dose_{dose}" / view / f"{view}_{split}.npz"
 
 
 def _design(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
@@ -638,9 +523,9 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
     seeds = options.seeds()
     result = PrepResult(
         output_root=root,
-        phase_c_root=root / "phase_c",
-        phase_d_root=root / "phase_d",
-        study_json=root / STUDY_JSON,
+        phase_c_root=layout.StudyRoot(root).phase_c,
+        phase_d_root=layout.StudyRoot(root).phase_d,
+        study_json=layout.StudyRoot(root).study_json,
         doses=options.doses,
         probe_diameter_px=scene.probe_diameter_px,
     )
@@ -729,7 +614,8 @@ def _write_split(
             y_patches=patches,
             metadata=meta,
         )
-        _write(result.output_root, _file_path(dose, view, split), dataset, index, options, result)
+        rel = layout.StudyRoot(Path(".")).input_path(dose, view, split)
+        _write(result.output_root, rel, dataset, index, options, result)
 
 
 def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -> dict[str, Any]:
@@ -737,8 +623,8 @@ def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -
         "generator": "flyrecon prep-synthetic",
         "flyrecon_version": __version__,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "phase_c_root": "phase_c",
-        "phase_d_root": "phase_d",
+        "phase_c_root": layout.PHASE_C,
+        "phase_d_root": layout.PHASE_D,
         "design": _design(options, scene),
         "seeds": _seed_record(options),
         "counts": [vars(c) for c in result.counts],

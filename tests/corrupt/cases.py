@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import simulated_dataset
+from helpers import simulated_dataset
 
 Arrays = dict[str, np.ndarray]
 

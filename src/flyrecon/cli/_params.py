@@ -111,55 +111,10 @@ OutputDirOpt = Annotated[
 ]
 
 
-SETTINGS_FLAGS = (
-    "algorithm",
-    "num_epochs",
-    "n_images",
-    "batch_size",
-    "device",
-    "seed",
-    "object_init",
-    "probe_init",
-    "noise_model",
-    "threads",
-    "max_epochs",
-)
-"""The command parameters (declared with the aliases above) that make up `ReconSettings`."""
-
-
 def settings_from(params: dict[str, object]) -> ReconSettings:
-    """`ReconSettings` from a command's parameters (pass `locals()`)."""
-    return recon_settings(**{name: params[name] for name in SETTINGS_FLAGS})  # type: ignore[arg-type]
-
-
-def recon_settings(
-    *,
-    algorithm: Algorithm,
-    num_epochs: int | None,
-    n_images: int | None,
-    batch_size: int | None,
-    device: Device,
-    seed: int,
-    object_init: ObjectInit,
-    probe_init: ProbeInit,
-    noise_model: NoiseModel,
-    threads: int | None,
-    max_epochs: int = _DEFAULTS.max_epochs,
-) -> ReconSettings:
-    """Build the shared settings model from the shared flags."""
-    return ReconSettings(
-        algorithm=algorithm,
-        num_epochs=num_epochs,
-        n_images=n_images,
-        batch_size=batch_size,
-        device=device,
-        seed=seed,
-        object_init=object_init,
-        probe_init=probe_init,
-        noise_model=noise_model,
-        threads=threads,
-        max_epochs=max_epochs,
-    )
+    """`ReconSettings` from a command's parameters (pass `locals()`): every settings field is
+    a parameter of the same name (tests/test_reconstruct_cli.py checks each command has them)."""
+    return ReconSettings(**{name: params[name] for name in ReconSettings.model_fields})
 
 
 DEFAULTS = _DEFAULTS

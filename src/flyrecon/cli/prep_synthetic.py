@@ -97,7 +97,8 @@ def prep_synthetic_command(
     <root>/phase_d/dose_<int>/<view>/<view>_<split>.npz and <root>/study.json (design, seeds,
     version, SHA-256 of every file). Exit code 0 success, 2 invalid options or inputs.
     """
-    from flyrecon.synthetic import SyntheticOptions, prepare_study
+    from flyrecon.options import SyntheticOptions
+    from flyrecon.synthetic import prepare_study
 
     given: dict[str, Any] = {
         "object_px": object_px,

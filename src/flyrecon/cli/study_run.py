@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,6 +12,10 @@ from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
 from flyrecon.errors import EXIT_USAGE
 from flyrecon.options import Executor, Split, StudyOptions, View
+from flyrecon.records import JobStatus
+
+if TYPE_CHECKING:
+    from flyrecon.records import JobRecord
 
 D = p.DEFAULTS
 STUDY = "Study"
@@ -166,7 +170,7 @@ def study_run_command(
         if workers is not None and scheduler_address:
             raise fail("give --workers or --scheduler-address, not both", EXIT_USAGE)
         if executor == Executor.DASK and not dry_run:
-            from flyrecon.dask_executor import require_dask
+            from flyrecon.study.executors.dask import require_dask
 
             require_dask()  # DaskSetupError: one line, exit 2
         options = StudyOptions(
@@ -186,7 +190,7 @@ def study_run_command(
     if dry_run:
         _dry_run(options)
         return
-    from flyrecon.runner import run_study
+    from flyrecon.study.runner import run_study
 
     with handled(), _StudyProgress() as observer:
         result = run_study(options, observer=observer)
@@ -223,25 +227,25 @@ def _dry_run(options: StudyOptions) -> None:
         raise fail("the filters select no job", EXIT_USAGE)
 
 
-def _summary_table(records: list[dict[str, Any]]) -> Table:
+def _summary_table(records: list[JobRecord]) -> Table:
     table = Table(title="study-run")
     for col in ("dose", "view", "split", "status", "rc", "wall s", "phase SSIM", "error", "reason"):
         table.add_column(col)
     for r in records:
-        m = r.get("metrics") or {}
-        style = _STATUS_STYLE.get(r["status"], "")
+        m = r.metrics or {}
+        style = _STATUS_STYLE.get(r.status, "")
         ssim = m.get("phase_ssim")
         err = m.get("complex_relative_error")
         table.add_row(
-            str(r["dose"]),
-            r["view"],
-            r["split"],
-            f"[{style}]{r['status']}[/]",
-            str(r["returncode"]),
-            f"{r.get('wall_time_s') or 0:.1f}",
+            str(r.dose),
+            str(r.view),
+            str(r.split),
+            f"[{style}]{r.status}[/]",
+            str(r.returncode),
+            f"{r.wall_time_s or 0:.1f}",
             "" if ssim is None else f"{ssim:.3f}",
             "" if err is None else f"{err:.3f}",
-            "" if r["status"] in ("succeeded", "resumed") else r["reason"][:80],
+            "" if r.status in (JobStatus.SUCCEEDED, JobStatus.RESUMED) else r.reason[:80],
         )
     return table
 
@@ -251,7 +255,7 @@ class _StudyProgress:
 
     def __enter__(self):
         from flyrecon.cli._progress import make_progress
-        from flyrecon.runner import StudyObserver
+        from flyrecon.study.observer import StudyObserver
 
         progress = self.progress = make_progress()
         jobs = progress.add_task("jobs", total=None)
@@ -271,9 +275,9 @@ class _StudyProgress:
 
             def job_finished(self, job, record):
                 progress.advance(jobs)
-                reason = "" if record["returncode"] == 0 else f" {record['reason']}"
+                reason = "" if record.returncode == 0 else f" {record.reason}"
                 err_console.print(
-                    f"{job.key}: {record['status']} (rc {record['returncode']}){reason}",
+                    f"{job.key}: {record.status} (rc {record.returncode}){reason}",
                     markup=False,
                 )
 

@@ -1,19 +1,16 @@
-"""The study's job matrix: pure planning, no I/O beyond listing folders and testing files.
+"""The study's job matrix: pure planning, no I/O beyond listing folders.
 
-Phase C holds `<phase_c_root>/dose_<int>/patched_<split>.npz` (the `baseline` view); phase D
-holds `<phase_d_root>/dose_<int>/<view>/<view>_<split>.npz` (`dense`, `sparse`). Each job
-writes into `<artifact_root>/dose_<int>/<view>/<split>/`.
+Three doses x three views (baseline, dense, sparse) x two splits, narrowed by the filters;
+where each job's input lives and where its outputs go is `flyrecon.layout`'s business.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from flyrecon import layout
 from flyrecon.options import Split, StudyOptions, View
-
-DOSE_DIR = re.compile(r"^dose_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -28,10 +25,11 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"dose_{self.dose}/{self.view}/{self.split}"
+        return f"{layout.dose_dir(self.dose)}/{self.view}/{self.split}"
 
     @property
     def phase(self) -> str:
+        """`C` for the baseline view, `D` for the overlap views."""
         return "C" if self.view == View.BASELINE else "D"
 
 
@@ -54,22 +52,10 @@ def discover_doses(*roots: Path) -> tuple[int, ...]:
     for root in roots:
         if root.is_dir():
             for child in root.iterdir():
-                match = DOSE_DIR.match(child.name)
+                match = layout.DOSE_DIR.match(child.name)
                 if match and child.is_dir():
                     found.add(int(match.group(1)))
     return tuple(sorted(found))
-
-
-def input_path(phase_c_root: Path, phase_d_root: Path, dose: int, view: View, split: Split) -> Path:
-    """Where the input of one job lives."""
-    if view == View.BASELINE:
-        return phase_c_root / f"dose_{dose}" / f"patched_{split}.npz"
-    return phase_d_root / f"dose_{dose}" / str(view) / f"{view}_{split}.npz"
-
-
-def output_dir(artifact_root: Path, dose: int, view: View, split: Split) -> Path:
-    """Where the outputs of one job go (always under the artifact root)."""
-    return artifact_root / f"dose_{dose}" / str(view) / str(split)
 
 
 def plan_study(options: StudyOptions) -> StudyPlan:
@@ -80,8 +66,10 @@ def plan_study(options: StudyOptions) -> StudyPlan:
             dose=dose,
             view=view,
             split=split,
-            input_npz=input_path(options.phase_c_root, options.phase_d_root, dose, view, split),
-            output_dir=output_dir(options.artifact_root, dose, view, split),
+            input_npz=layout.input_path(
+                options.phase_c_root, options.phase_d_root, dose, view, split
+            ),
+            output_dir=layout.output_dir(options.artifact_root, dose, view, split),
         )
         for dose in doses
         for view in View

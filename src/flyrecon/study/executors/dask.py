@@ -1,10 +1,10 @@
 """Run study jobs on Dask distributed: a LocalCluster of this machine, or a running scheduler.
 
-Each job runs the same `_run_job` (resume, reconstruct, record) on a worker; only its record
-(return code, timings, metrics) comes back, and the client alone writes the manifest (the
-runner does, after every finished job). A job whose worker dies (killed, out of memory,
-crashed) becomes a `failed` record and the other jobs go on; a rerun redoes it. Ctrl-C cancels
-the jobs not finished and records them `interrupted`.
+Each job runs the study's job function (`run_job`: resume, reconstruct, record) on a worker;
+only its record (return code, timings, metrics) comes back, and the client alone writes the
+manifest (the runner does, after every finished job). A job whose worker dies (killed, out of
+memory, crashed) becomes a `failed` record and the other jobs go on; a rerun redoes it. Ctrl-C
+cancels the jobs not finished and records them `interrupted`.
 
 Dask is an optional extra (`pip install 'flyrecon[dask]'`); it is imported only here.
 """
@@ -21,17 +21,13 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-from flyrecon.errors import EXIT_FAILED, EXIT_USAGE, FlyreconError
+from flyrecon.errors import EXIT_USAGE, FlyreconError, one_line
 from flyrecon.options import Device, StudyOptions
-from flyrecon.runner import (
-    Outcomes,
-    ReconstructFn,
-    StudyObserver,
-    _interrupted,
-    _record,
-    _run_job,
-)
-from flyrecon.study import Job
+from flyrecon.records import JobRecord
+from flyrecon.study.executors.base import Outcomes
+from flyrecon.study.jobs import JobFunction, failed_record, interrupted_record
+from flyrecon.study.observer import StudyObserver
+from flyrecon.study.plan import Job
 
 INSTALL_HINT = "--executor dask needs the dask extra: pip install 'flyrecon[dask]'"
 WAIT_FOR_WORKERS_S = 120.0
@@ -111,12 +107,12 @@ def _worker_facts() -> dict[str, Any]:
 def run_job_on_worker(
     job: Job,
     options: StudyOptions,
-    reconstruct_fn: ReconstructFn,
+    job_fn: JobFunction,
     threads_by_host: dict[str, int],
     default_threads: int,
     topic: str,
     token: str,
-) -> dict[str, Any]:
+) -> JobRecord:
     """On a worker: announce the start, set torch threads, run the job, return its record.
 
     When the settings leave threads unset, torch gets this worker thread's share of the
@@ -135,10 +131,8 @@ def run_job_on_worker(
 
         threads = threads_by_host.get(host, default_threads)
         torch.set_num_threads(threads)
-    record = _run_job(job, options, StudyObserver(), reconstruct_fn)
-    record["worker"] = worker.address
-    record["torch_threads"] = threads
-    return record
+    record = job_fn(job, options)
+    return record.model_copy(update={"worker": worker.address, "torch_threads": threads})
 
 
 # --- client side ------------------------------------------------------------------------
@@ -159,7 +153,7 @@ def _connect(options: StudyOptions, stack: ExitStack):
             client = Client(address, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise DaskSetupError(
-                f"cannot reach the Dask scheduler at {address}: {_one_line(exc)}"
+                f"cannot reach the Dask scheduler at {address}: {one_line(exc)}"
             ) from None
         stack.callback(client.close)
         _warn_if_retried(client, address)
@@ -246,22 +240,17 @@ def _check_cluster(client, options: StudyOptions) -> dict[str, Any]:
     }
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _failure_record(job: Job, future) -> dict[str, Any]:
+def _failure_record(job: Job, future) -> JobRecord:
     from distributed.scheduler import KilledWorker
 
     if future.status == "cancelled":
-        return _record(job, "failed", EXIT_FAILED, "the Dask job was cancelled")
+        return failed_record(job, "the Dask job was cancelled")
     try:
         exc = future.exception(timeout=10)
     except Exception as lost:  # the result was lost with its worker before it came back
         exc = lost
     if exc is None:
-        return _record(job, "failed", EXIT_FAILED, "the job's result was lost on the cluster")
+        return failed_record(job, "the job's result was lost on the cluster")
     if isinstance(exc, KilledWorker):
         worker = getattr(exc.last_worker, "address", "?")
         reason = (
@@ -269,14 +258,14 @@ def _failure_record(job: Job, future) -> dict[str, Any]:
             "KilledWorker); see the worker's log"
         )
     else:
-        reason = f"job failed on the Dask cluster ({type(exc).__name__}: {_one_line(exc)})"
-    return _record(job, "failed", EXIT_FAILED, reason)
+        reason = f"job failed on the Dask cluster ({one_line(exc)})"
+    return failed_record(job, reason)
 
 
 def execute_dask(
-    jobs: list[Job], options: StudyOptions, observer: StudyObserver, reconstruct_fn: ReconstructFn
+    jobs: list[Job], options: StudyOptions, job_fn: JobFunction, observer: StudyObserver
 ) -> Outcomes:
-    """Run the jobs on Dask; yield (job, record) as each ends (see `runner.Outcomes`)."""
+    """Run the jobs on Dask; yield (job, record) as each ends (see `study.executors`)."""
     require_dask()
     import dask
 
@@ -284,7 +273,7 @@ def execute_dask(
         stack.enter_context(dask.config.set(DASK_CONFIG))
         client = _connect(options, stack)
         context = _check_cluster(client, options)
-        yield from _submit_and_collect(client, jobs, options, observer, reconstruct_fn, context)
+        yield from _submit_and_collect(client, jobs, options, observer, job_fn, context)
 
 
 def _submit_and_collect(
@@ -292,9 +281,9 @@ def _submit_and_collect(
     jobs: list[Job],
     options: StudyOptions,
     observer: StudyObserver,
-    reconstruct_fn: ReconstructFn,
+    job_fn: JobFunction,
     context: dict[str, Any],
-) -> Iterator[tuple[Job, dict[str, Any]]]:
+) -> Iterator[tuple[Job, JobRecord]]:
     run_id = uuid.uuid4().hex[:8]
     topic = f"flyrecon-{run_id}"
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -311,7 +300,7 @@ def _submit_and_collect(
                 run_job_on_worker,
                 job,
                 options,
-                reconstruct_fn,
+                job_fn,
                 context["threads_by_host"],
                 context["default_threads"],
                 topic,
@@ -351,7 +340,7 @@ def _submit_and_collect(
     except KeyboardInterrupt:
         client.cancel(list(futures.values()), force=True)
         for key in list(pending):
-            yield pending.pop(key), _interrupted(by_key[key])
+            yield pending.pop(key), interrupted_record(by_key[key])
     finally:
         if futures:
             with suppress(Exception):

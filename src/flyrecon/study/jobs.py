@@ -1,0 +1,171 @@
+"""One study job: resume it or reconstruct it, and return its manifest record.
+
+`run_job` is the one job function every executor runs (in this process, in worker processes,
+on Dask workers); it never raises for a failed job. A job is *current*, and is not rerun, when
+its folder holds a succeeded result.json and a job.json stamped with the same fingerprint: the
+hash of its input's bytes, the reconstruction settings and flyrecon's version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from flyrecon import __version__, layout
+from flyrecon.engine import EngineFn, EpochCallback
+from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FlyreconError
+from flyrecon.hashing import file_sha256
+from flyrecon.options import ReconSettings, ReconstructOptions, StudyOptions
+from flyrecon.records import JobRecord, JobResult, JobStamp, JobStatus, read_record, write_record
+from flyrecon.study.plan import Job
+
+ReconstructFn = Callable[..., JobResult]
+"""`reconstruct(options, *, on_epoch=None, engine=None) -> JobResult`."""
+
+
+class JobFunction(Protocol):
+    """What an executor runs for each job (`run_job`, or a stand-in in tests)."""
+
+    def __call__(
+        self, job: Job, options: StudyOptions, on_epoch: EpochCallback | None = None
+    ) -> JobRecord: ...
+
+
+def job_fingerprint(input_sha256: str, settings: ReconSettings) -> str:
+    """A hash of what decides a job's result: input bytes, settings and flyrecon's version."""
+    payload = json.dumps(
+        {
+            "input_sha256": input_sha256,
+            "settings": settings.model_dump(mode="json"),
+            "flyrecon_version": __version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _current_result(job: Job, fingerprint: str) -> JobResult | None:
+    """The job's stored result when its outputs are complete and made by `fingerprint`."""
+    try:
+        result = read_record(job.output_dir / layout.RESULT_JSON, JobResult)
+        stamp = read_record(job.output_dir / layout.JOB_JSON, JobStamp)
+    except FlyreconError:
+        return None
+    if (
+        result.status == JobStatus.SUCCEEDED
+        and stamp.fingerprint == fingerprint
+        and (job.output_dir / layout.RESULT_NPZ).is_file()
+    ):
+        return result
+    return None
+
+
+def job_record(
+    job: Job, status: JobStatus, returncode: int, reason: str, **fields: Any
+) -> JobRecord:
+    """The manifest record of `job`."""
+    return JobRecord(
+        dose=job.dose,
+        view=job.view,
+        split=job.split,
+        key=job.key,
+        input_npz=str(job.input_npz),
+        output_dir=str(job.output_dir),
+        status=status,
+        returncode=returncode,
+        reason=reason,
+        **fields,
+    )
+
+
+def interrupted_record(job: Job) -> JobRecord:
+    return job_record(job, JobStatus.INTERRUPTED, EXIT_INTERRUPTED, "interrupted by the user")
+
+
+def failed_record(job: Job, reason: str, **fields: Any) -> JobRecord:
+    return job_record(job, JobStatus.FAILED, EXIT_FAILED, reason, **fields)
+
+
+def run_job(
+    job: Job,
+    options: StudyOptions,
+    on_epoch: EpochCallback | None = None,
+    *,
+    engine: EngineFn | None = None,
+    reconstruct_fn: ReconstructFn | None = None,
+) -> JobRecord:
+    """Resume or run one job and return its record (never raises, but for Ctrl-C).
+
+    `engine` replaces `engine.run_engine`, `reconstruct_fn` replaces `reconstruct` (tests run
+    the job with stand-ins, e.g. `functools.partial(run_job, engine=fake)`).
+    """
+    if reconstruct_fn is None:
+        from flyrecon.reconstruct import reconstruct as reconstruct_fn
+
+    job_options = ReconstructOptions(
+        input_npz=job.input_npz, output_dir=job.output_dir, settings=options.settings
+    )
+    try:
+        input_sha = file_sha256(job.input_npz)
+    except OSError as exc:
+        return job_record(
+            job, JobStatus.FAILED, EXIT_USAGE, f"{job.input_npz}: {exc.strerror or exc}"
+        )
+    fingerprint = job_fingerprint(input_sha, options.settings)
+    if not options.force:
+        previous = _current_result(job, fingerprint)
+        if previous is not None:
+            return job_record(
+                job,
+                JobStatus.RESUMED,
+                EXIT_OK,
+                "outputs complete and current; not rerun",
+                **_result_fields(previous),
+                wall_time_s=0.0,
+                fingerprint=fingerprint,
+                input_sha256=input_sha,
+            )
+    (job.output_dir / layout.JOB_JSON).unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        result = reconstruct_fn(job_options, on_epoch=on_epoch, engine=engine)
+    except Exception as exc:  # reconstruct never raises; a bug might
+        return failed_record(
+            job,
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            wall_time_s=time.perf_counter() - start,
+            fingerprint=fingerprint,
+        )
+    if result.ok:
+        write_record(
+            job.output_dir / layout.JOB_JSON,
+            JobStamp(fingerprint=fingerprint, input_sha256=input_sha, key=job.key),
+        )
+    return job_record(
+        job,
+        result.status,
+        result.returncode,
+        result.message,
+        **_result_fields(result),
+        wall_time_s=result.wall_time_s,
+        fingerprint=fingerprint,
+        input_sha256=input_sha,
+    )
+
+
+def _result_fields(result: JobResult) -> dict[str, Any]:
+    """What a job's record takes from its result."""
+    return {
+        "log_path": result.log_path,
+        "n_patterns": result.n_patterns,
+        "device": result.device,
+        "epochs_run": result.epochs_run,
+        "stop_kind": result.stop_kind,
+        "stop_reason": result.stop_reason,
+        "final_loss": result.final_loss,
+        "input_metadata": result.input_metadata,
+        "metrics": result.metrics,
+    }
