@@ -12,6 +12,7 @@ import numpy as np
 
 from flyrecon import simulate
 from flyrecon.data import PtychoDataset, save_dataset
+from flyrecon.layout import StudyRoot
 
 
 def make_dataset(
@@ -88,11 +89,8 @@ def make_study_tree(root: Path, dose: int = 100000, object_px: int = 128) -> Pat
         src = make_dataset(
             root / f"src_{split}.npz", object_px=object_px, step_px=6.0, dose=dose, seed=seed
         )
-        c_dir = root / "phase_c" / f"dose_{dose}"
-        c_dir.mkdir(parents=True, exist_ok=True)
-        (c_dir / f"patched_{split}.npz").write_bytes(src.read_bytes())
-        for view in ("dense", "sparse"):
-            d_dir = root / "phase_d" / f"dose_{dose}" / view
-            d_dir.mkdir(parents=True, exist_ok=True)
-            (d_dir / f"{view}_{split}.npz").write_bytes(src.read_bytes())
+        for view in ("baseline", "dense", "sparse"):
+            path = StudyRoot(root).input_path(dose, view, split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(src.read_bytes())
     return root

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _family
 from bench_quality import run_cdtools, score
 
+from flyrecon import layout
 from flyrecon.data import load_dataset
 from flyrecon.options import Algorithm, Device, ReconSettings
 
@@ -114,8 +115,8 @@ def run_default(npz: Path, out: Path, threads: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "flyrecon", "reconstruct", "--input-npz", str(npz)]
     cmd += ["--output-dir", str(out), "--device", "cpu", "--threads", str(threads)]
     seconds = whole_process(cmd)
-    metrics = json.loads((out / "metrics.json").read_text())
-    result = json.loads((out / "result.json").read_text())
+    metrics = json.loads((out / layout.METRICS_JSON).read_text())
+    result = json.loads((out / layout.RESULT_JSON).read_text())
     return {
         "seconds": seconds,
         "in_run_seconds": result["wall_time_s"],

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from _common import make_study_tree, median, print_table, python, timed
 
+from flyrecon.layout import MANIFEST_JSON
+
 
 def _study(root: Path, out: str, *extra: str) -> list[str]:
     return [
@@ -42,7 +44,7 @@ def _study(root: Path, out: str, *extra: str) -> list[str]:
 
 def _busy(root: Path, out: str) -> tuple[float, float, int]:
     """(summed job wall s, the busiest worker's summed job wall s, jobs) from a manifest."""
-    m = json.loads((root / out / "reconstruction_manifest.json").read_text())
+    m = json.loads((root / out / MANIFEST_JSON).read_text())
     per_worker: dict[str, float] = defaultdict(float)
     for r in m["execution_results"]:
         assert r["returncode"] == 0, r

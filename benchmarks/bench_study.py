@@ -15,6 +15,8 @@ from pathlib import Path
 
 from _common import make_study_tree, median, print_table, python, run_with_rusage
 
+from flyrecon.layout import StudyRoot
+
 
 def run(epochs: int = 20, repeats: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -30,9 +32,8 @@ def run(epochs: int = 20, repeats: int = 1) -> dict[str, float]:
             "--force",
             *settings,
         ]
-        inputs = sorted((root / "phase_c").rglob("*.npz")) + sorted(
-            (root / "phase_d").rglob("*.npz")
-        )
+        study = StudyRoot(root)
+        inputs = sorted(study.phase_c.rglob("*.npz")) + sorted(study.phase_d.rglob("*.npz"))
         study_s, sub_s, study_rss, job_rss = [], [], [], []
         for _ in range(repeats):
             wall, rss = run_with_rusage(study_cmd)
