@@ -154,13 +154,55 @@ def scaling(quick: bool) -> list[Row]:
     return rows
 
 
-def gpu(quick: bool) -> list[Row]:
-    import bench_gpu
+def jobs(quick: bool) -> list[Row]:
+    import bench_jobs
 
-    r = bench_gpu.run()
-    if r["gpu"] is None:
-        return [("CUDA: default CPU s / GPU s", "no CUDA device: untested", "", "n/a")]
-    return [("CUDA: default CPU s / GPU s on " + r["gpu"], f"{r['cpu_over_gpu']:.1f}", "", "n/a")]
+    r = bench_jobs.run(repeats=1, epochs=10 if quick else 25)
+    return [
+        (
+            f"study-run --jobs {r['jobs']} --threads 1 / --jobs 1 (4 quick baseline jobs)",
+            f"{r['ratio']:.2f} ({r['packed_s']:.1f} s / {r['serial_s']:.1f} s)",
+            "<= 0.8",
+            _ok(r["ratio"] <= 0.8),
+        )
+    ]
+
+
+def gpu(quick: bool) -> list[Row]:
+    import subprocess
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return [("CUDA (benchmarks/bench_gpu.py)", "no CUDA device: not run", "", "n/a")]
+    out = Path("gpu.json")
+    script = Path(__file__).parent / "bench_gpu.py"
+    subprocess.run([sys.executable, str(script), "--json", str(out)], check=False)
+    r = json.loads(out.read_text())
+    measures = [
+        (
+            f"CUDA / CPU whole process, one job ({r['device']})",
+            r.get("single_job", {}).get("device_over_cpu"),
+            "<= 0.5",
+            lambda v: v <= 0.5,
+        ),
+        (
+            "in-run / (plain loop + metrics), CUDA",
+            r.get("overhead", {}).get("ratio"),
+            "<= 1.1",
+            lambda v: v <= 1.1,
+        ),
+        (
+            "full-preset study --jobs 1 / --jobs 8, CUDA",
+            r.get("study_speedup"),
+            ">= 4",
+            lambda v: v >= 4,
+        ),
+    ]
+    return [
+        (name, "n/a" if v is None else f"{v:.2f}", target, _ok(None if v is None else ok(v)))
+        for name, v, target, ok in measures
+    ]
 
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -171,6 +213,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "dask": dask,
     "quality": quality,
     "scaling": scaling,
+    "jobs": jobs,
     "gpu": gpu,
 }
 

@@ -124,6 +124,17 @@ def import_ptychi() -> None:
                 del sys.modules[name]
 
 
+def warm_up(device: Device) -> None:
+    """Import pty-chi and, unless the CPU is asked for, start CUDA: what the first epoch would
+    otherwise wait for. `reconstruct` runs this in a thread while it loads the data."""
+    import_ptychi()
+    if device != Device.CPU:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.init()
+
+
 def _real_gaussian_blur(*args: Any, **kwargs: Any) -> Any:
     """torchvision's GaussianBlur, imported on first use (see `import_ptychi`)."""
     from torchvision.transforms import GaussianBlur

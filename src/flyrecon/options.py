@@ -183,12 +183,20 @@ class StudyOptions(_Model):
     force: bool = False
     """Rerun jobs whose outputs are complete and current."""
     executor: Executor = Executor.LOCAL
-    """Where jobs run: `local` (this process) or `dask` (a Dask cluster)."""
+    """Where jobs run: `local` (this machine) or `dask` (a Dask cluster)."""
+    jobs: int = Field(default=1, ge=1)
+    """Local executor: jobs at once, each in its own worker process (1: in this process)."""
     scheduler_address: str | None = None
     """Dask: join the cluster of this scheduler (tcp://host:port)."""
     workers: int | None = Field(default=None, ge=1)
     """Dask: start a LocalCluster of this many single-threaded worker processes."""
     settings: ReconSettings = ReconSettings()
+
+    @model_validator(mode="after")
+    def _jobs_are_local(self) -> StudyOptions:
+        if self.jobs > 1 and self.executor == Executor.DASK:
+            raise ValueError("jobs: --jobs runs jobs on this machine; with Dask use --workers")
+        return self
 
 
 # --- prep-synthetic --------------------------------------------------------------------

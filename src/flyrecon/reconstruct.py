@@ -209,10 +209,16 @@ def _run(
     engine_fn: EngineFn | None,
 ) -> None:
     """The body of `reconstruct`: fills `result`; raises FlyreconError subclasses on failure."""
+    settings = options.settings
+    warm_up = None
     if engine_fn is None:
         from flyrecon.engine import run_engine as engine_fn
+        from flyrecon.engine import warm_up as warm_engine
 
-    settings = options.settings
+        warm_up = threading.Thread(
+            target=warm_engine, args=(settings.device,), name="flyrecon-warm-up", daemon=True
+        )
+        warm_up.start()  # imports and CUDA start overlap with loading the data
     logger.info(
         "flyrecon %s: reconstruct %s -> %s", __version__, options.input_npz, options.output_dir
     )
@@ -239,6 +245,8 @@ def _run(
         if on_epoch is not None:
             on_epoch(epoch, total, loss)
 
+    if warm_up is not None:
+        warm_up.join()
     engine = engine_fn(inp, settings, on_epoch=log_epoch)
     for thread in prefetch:
         thread.join()

@@ -119,6 +119,17 @@ def study_run_command(
             rich_help_panel=STUDY,
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Run up to N jobs at once on this machine, each in its own worker process "
+            "(on the CPU each gets cores/N torch threads unless --threads; with --device cuda "
+            "they share the GPU). 1 runs them in this process.",
+            rich_help_panel=STUDY,
+        ),
+    ] = 1,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -183,6 +194,7 @@ def study_run_command(
             allow_missing_phase_d=allow_missing_phase_d,
             force=force,
             executor=executor,
+            jobs=jobs,
             scheduler_address=scheduler_address,
             workers=workers,
             settings=p.settings_from(locals()),
@@ -251,30 +263,39 @@ def _summary_table(records: list[JobRecord]) -> Table:
 
 
 class _StudyProgress:
-    """Rich bars: jobs, and epochs of the running job."""
+    """Rich bars: all jobs, and the epochs of each running job."""
 
     def __enter__(self):
         from flyrecon.cli._progress import make_progress
         from flyrecon.study.observer import StudyObserver
 
         progress = self.progress = make_progress()
-        jobs = progress.add_task("jobs", total=None)
-        epochs = progress.add_task("epochs", total=None)
+        overall = progress.add_task("jobs", total=None)
+        running: dict[str, object] = {}
 
         class Observer(StudyObserver):
             def job_started(self, job, index, total):
                 progress.update(
-                    jobs, total=total, completed=index - 1, description=f"job {job.key}"
+                    overall, total=total, description=f"jobs ({len(running) + 1} running)"
                 )
-                progress.reset(epochs)
+                running[job.key] = progress.add_task(f"{job.key}", total=None)
 
-            def epoch(self, done, total, loss):
-                progress.update(
-                    epochs, total=total, completed=done, description=f"epochs (loss {loss:.4g})"
-                )
+            def job_progress(self, job, done, total, loss):
+                task = running.get(job.key)
+                if task is not None:
+                    progress.update(
+                        task,
+                        total=total,
+                        completed=done,
+                        description=f"{job.key} (loss {loss:.4g})",
+                    )
 
             def job_finished(self, job, record):
-                progress.advance(jobs)
+                task = running.pop(job.key, None)
+                if task is not None:
+                    progress.remove_task(task)
+                progress.update(overall, description=f"jobs ({len(running)} running)")
+                progress.advance(overall)
                 reason = "" if record.returncode == 0 else f" {record.reason}"
                 err_console.print(
                     f"{job.key}: {record.status} (rc {record.returncode}){reason}",

@@ -13,7 +13,11 @@ class StudyObserver:
         """A job begins (index counts from 1)."""
 
     def epoch(self, done: int, total: int, loss: float) -> None:
-        """An epoch of the running job ended (jobs run in this process only)."""
+        """An epoch of the running job ended (the latest job's, when several run at once)."""
+
+    def job_progress(self, job: Job, done: int, total: int, loss: float) -> None:
+        """An epoch of `job` ended; by default, `epoch`."""
+        self.epoch(done, total, loss)
 
     def job_finished(self, job: Job, record: JobRecord) -> None:
         """A job ended (ran, failed, was resumed or skipped)."""

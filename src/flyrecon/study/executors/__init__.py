@@ -5,7 +5,8 @@ or a stand-in in tests) and an observer; it yields `(job, record)` as each job e
 Ctrl-C an `interrupted` record for every job it did not finish, then stops. Every executor
 runs the same public job function; the runner alone writes the manifest.
 
-- `local`: one job after the other in this process.
+- `local`: one job after the other in this process (`--jobs 1`).
+- `processes`: up to `--jobs N` at once, each in its own worker process on this machine.
 - `dask`: on a Dask cluster (`pip install 'flyrecon[dask]'`).
 """
 
@@ -24,6 +25,10 @@ def executor_for(options: StudyOptions) -> Executor:
         from flyrecon.study.executors.dask import execute_dask
 
         return execute_dask
+    if options.jobs > 1:
+        from flyrecon.study.executors.processes import execute_processes
+
+        return execute_processes
     from flyrecon.study.executors.local import execute_local
 
     return execute_local

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -24,3 +25,11 @@ class Executor(Protocol):
         job_fn: JobFunction,
         observer: StudyObserver,
     ) -> Outcomes: ...
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask: cgroups and SLURM cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

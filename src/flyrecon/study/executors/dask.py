@@ -24,7 +24,7 @@ from typing import Any
 from flyrecon.errors import EXIT_USAGE, FlyreconError, one_line
 from flyrecon.options import Device, StudyOptions
 from flyrecon.records import JobRecord
-from flyrecon.study.executors.base import Outcomes
+from flyrecon.study.executors.base import Outcomes, available_cores
 from flyrecon.study.jobs import JobFunction, failed_record, interrupted_record
 from flyrecon.study.observer import StudyObserver
 from flyrecon.study.plan import Job
@@ -64,14 +64,6 @@ def require_dask() -> None:
         import distributed  # noqa: F401
     except ImportError:
         raise DaskSetupError(INSTALL_HINT) from None
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask: cgroups and SLURM cpusets count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 # --- worker side ------------------------------------------------------------------------

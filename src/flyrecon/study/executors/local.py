@@ -17,8 +17,12 @@ def execute_local(
     """Run the jobs in order; Ctrl-C records the running job interrupted and stops."""
     for index, job in enumerate(jobs, start=1):
         observer.job_started(job, index, len(jobs))
+
+        def on_epoch(done: int, total: int, loss: float, job: Job = job) -> None:
+            observer.job_progress(job, done, total, loss)
+
         try:
-            record = job_fn(job, options, observer.epoch)
+            record = job_fn(job, options, on_epoch)
         except KeyboardInterrupt:
             yield job, interrupted_record(job)
             return
