@@ -137,6 +137,7 @@ def test_outputs_are_complete_and_typed(
         [
             "metrics.json",
             "ptychi_reconstruction.npz",
+            "ptychodus_product.h5",
             "reconstruct.log",
             "reconstruction.png",
             "result.json",

@@ -173,7 +173,7 @@ def job_figure(
     recon_aligned: np.ndarray,
     truth: np.ndarray,
     mask: np.ndarray,
-    probe: np.ndarray,
+    probe: np.ndarray | None,
     loss: list[float] | np.ndarray,
     frc: dict[str, list[float]] | None,
     title: str,
@@ -194,13 +194,15 @@ def job_figure(
     phase_t = _masked_crop(np.angle(t), mask)
     phase_r = phase_t + phase_diff
     amp_diff = amp_r - amp_t
+    probe_amp = None if probe is None else np.abs(probe)
+    probe_phase = None if probe is None else np.angle(probe)
     fig = plt.figure(figsize=(15, 11))  # a fixed grid: constrained layout costs ~1 s per job
     grid = fig.add_gridspec(
         3, 4, left=0.03, right=0.96, top=0.93, bottom=0.05, hspace=0.28, wspace=0.3
     )
     amp_limits, phase_limits = _shared_limits(amp_t, amp_r), _shared_limits(phase_t, phase_r)
     rows = [
-        ("amplitude", amp_t, amp_r, amp_diff, "gray", amp_limits, "", np.abs(probe), "magma"),
+        ("amplitude", amp_t, amp_r, amp_diff, "gray", amp_limits, "", probe_amp, "magma"),
         (
             "phase",
             phase_t,
@@ -209,7 +211,7 @@ def job_figure(
             "viridis",
             phase_limits,
             " (rad)",
-            np.angle(probe),
+            probe_phase,
             "twilight",
         ),
     ]
@@ -222,7 +224,12 @@ def job_figure(
             (probe_image, f"probe {name}{unit}", probe_cmap, (None, None)),
         ]
         for j, (image, label, colours, lim) in enumerate(panels):
-            _image_panel(fig, fig.add_subplot(grid[i, j]), image, label, colours, lim)
+            ax = fig.add_subplot(grid[i, j])
+            if image is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "no probe", ha="center", va="center", transform=ax.transAxes)
+                continue
+            _image_panel(fig, ax, image, label, colours, lim)
     _plot_loss(fig.add_subplot(grid[2, :2]), loss, marks)
     _plot_frc(fig.add_subplot(grid[2, 2:]), frc)
     fig.suptitle(title)
@@ -236,6 +243,7 @@ def job_figure(
 
 VIEW_ORDER = ("baseline", "dense", "sparse")
 SPLIT_STYLES = {"train": "--", "test": "-"}
+LOWER_IS_BETTER = ("complex_relative_error", "frc_resolution_0p5_px")
 STUDY_METRICS = (
     ("phase_ssim", "phase SSIM"),
     ("amplitude_ssim", "amplitude SSIM"),
@@ -255,6 +263,8 @@ class JobSummary:
     metrics: dict[str, Any] | None = None
     phase_image: np.ndarray | None = None
     """The phase to show in the grid (None: failed, not run or no image)."""
+    method: str = "flyrecon"
+    """Which method made the reconstruction (the study's own, or one given to report)."""
 
 
 def _ordered_views(jobs: list[JobSummary]) -> list[str]:
@@ -262,48 +272,68 @@ def _ordered_views(jobs: list[JobSummary]) -> list[str]:
     return [v for v in VIEW_ORDER if v in found] + sorted(found - set(VIEW_ORDER))
 
 
-def _series(jobs: list[JobSummary], key: str) -> dict[tuple[str, str], tuple[list, list]]:
-    """(view, split) -> (doses, mean metric) over scored jobs, sorted by dose."""
-    values: dict[tuple[str, str], dict[float, list[float]]] = {}
+def _series(jobs: list[JobSummary], key: str) -> dict[tuple[str, str, str], tuple[list, list]]:
+    """(method, view, split) -> (doses, mean metric) over scored jobs, sorted by dose."""
+    values: dict[tuple[str, str, str], dict[float, list[float]]] = {}
     for job in jobs:
         value = (job.metrics or {}).get(key)
         if job.dose > 0 and isinstance(value, int | float) and np.isfinite(value):
-            values.setdefault((job.view, job.split), {}).setdefault(job.dose, []).append(value)
+            line = (job.method, job.view, job.split)
+            values.setdefault(line, {}).setdefault(job.dose, []).append(value)
     return {
         line: (sorted(by_dose), [float(np.mean(by_dose[d])) for d in sorted(by_dose)])
         for line, by_dose in values.items()
     }
 
 
+METHOD_MARKERS = ("o", "^", "D", "v", "P", "X")
+
+
 def metrics_vs_dose_figure(path: Path, jobs: Sequence[JobSummary]) -> Path:
-    """One panel per metric of STUDY_METRICS: value vs dose (log axis), a line per view and
-    split (colour: view; train dashed with hollow squares). Several jobs at one point are
-    averaged; failed or unscored jobs are left out and counted in the title."""
+    """One panel per metric of STUDY_METRICS: value vs dose (photons, log axis), a line per
+    method, view and split (colour: view; line: split, test solid, train dashed; marker:
+    method). Several jobs at one point are averaged; failed or unscored jobs are left out and
+    counted in the title. One legend for the figure; each panel says which way is better."""
     plt = _pyplot()
     jobs = list(jobs)
     views = _ordered_views(jobs)
     colours = {v: f"C{i}" for i, v in enumerate(views)}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    methods = list(dict.fromkeys(j.method for j in jobs))
+    markers = {m: METHOD_MARKERS[i % len(METHOD_MARKERS)] for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.6))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.2, hspace=0.35, wspace=0.25)
+    handles: dict[str, Any] = {}
     for ax, (key, label) in zip(axes.ravel(), STUDY_METRICS, strict=True):
         series = _series(jobs, key)
-        for (view, split), (doses, values) in sorted(series.items()):
-            ax.plot(
+        for (method, view, split), (doses, values) in sorted(series.items()):
+            name = f"{view} / {split}" + (f" ({method})" if len(methods) > 1 else "")
+            (line,) = ax.plot(
                 doses,
                 values,
-                marker="o" if split == "test" else "s",
+                marker=markers[method],
                 fillstyle="full" if split == "test" else "none",
                 color=colours[view],
                 linestyle=SPLIT_STYLES.get(split, ":"),
-                label=f"{view} / {split}",
+                label=name,
             )
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("dose (photons)")
+            handles.setdefault(name, line)
+        better = "lower is better" if key in LOWER_IS_BETTER else "higher is better"
+        ax.set_title(f"{label} ({better})", fontsize=10)
+        ax.set_xlabel("dose (photons per pattern)")
         if series:
             ax.set_xscale("log")
-            ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no scored job", ha="center", va="center", transform=ax.transAxes)
         ax.grid(True, which="both", alpha=0.3)
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=min(len(handles), 4),
+            fontsize=8,
+            frameon=False,
+        )
     unscored = sum(1 for j in jobs if not j.metrics)
     fig.suptitle(f"metrics vs dose ({len(jobs)} jobs, {unscored} failed or unscored)")
     try:
@@ -357,6 +387,7 @@ def study_figures(out_dir: Path, jobs: Sequence[JobSummary]) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [metrics_vs_dose_figure(out_dir / layout.METRICS_VS_DOSE_PNG, jobs)]
-    for split in sorted({j.split for j in jobs}):
-        paths.append(phase_grid_figure(out_dir / layout.phase_grid_png(split), jobs, split))
+    own = [j for j in jobs if j.method == jobs[0].method] if jobs else []
+    for split in sorted({j.split for j in own}):
+        paths.append(phase_grid_figure(out_dir / layout.phase_grid_png(split), own, split))
     return paths

@@ -31,9 +31,11 @@ RESULT_NPZ = "ptychi_reconstruction.npz"
 FIGURE_PNG = "reconstruction.png"
 METRICS_JSON = "metrics.json"
 LOG_NAME = "reconstruct.log"
+PRODUCT_H5 = "ptychodus_product.h5"
+"""The result as a ptychodus 1.7 data product (`flyrecon.product`)."""
 JOB_JSON = "job.json"
 """study-run's stamp of what made a job's outputs (input hash, settings): resume reads it."""
-JOB_OUTPUTS = (RESULT_JSON, RESULT_NPZ, FIGURE_PNG, METRICS_JSON)
+JOB_OUTPUTS = (RESULT_JSON, RESULT_NPZ, PRODUCT_H5, FIGURE_PNG, METRICS_JSON)
 
 # the study's files, at the artifact root
 MANIFEST_JSON = "reconstruction_manifest.json"

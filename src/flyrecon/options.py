@@ -128,6 +128,33 @@ class ReconSettings(_Model):
         return self.batch_size or DEFAULT_BATCH_SIZE[self.algorithm]
 
 
+PLANCK_EV_M = 1.239841984e-6
+"""h c in eV m: wavelength_m = PLANCK_EV_M / photon_energy_ev."""
+
+
+class PhysicalGeometry(_Model):
+    """The far-field geometry DATA-001 does not carry: what turns pixels into metres.
+
+    The object pixel is wavelength x detector distance / (N x detector pixel) for N x N
+    patterns. prep-synthetic records it in each file's metadata (`geometry`); reconstruct
+    uses the recorded one, else these values (the flags `--energy-ev`, `--distance-m`,
+    `--pixel-size-m`). The defaults (10 keV, 2 m, 75 um pixels: an Eiger-like detector) are
+    stated in every ptychodus product's comments when they were used.
+    """
+
+    photon_energy_ev: float = Field(default=10_000.0, gt=0)
+    detector_distance_m: float = Field(default=2.0, gt=0)
+    detector_pixel_m: float = Field(default=75e-6, gt=0)
+
+    @property
+    def wavelength_m(self) -> float:
+        return PLANCK_EV_M / self.photon_energy_ev
+
+    def object_pixel_m(self, pattern_px: int) -> float:
+        """The object (and probe) pixel size for N x N patterns."""
+        return self.wavelength_m * self.detector_distance_m / (pattern_px * self.detector_pixel_m)
+
+
 class ReconstructOptions(_Model):
     """One reconstruction: its input file, its output folder and its settings."""
 
@@ -136,6 +163,9 @@ class ReconstructOptions(_Model):
     settings: ReconSettings = ReconSettings()
     log_name: str = "reconstruct.log"
     """Name of the log file written in `output_dir`."""
+    geometry: PhysicalGeometry | None = None
+    """Physical units for the ptychodus product when the input records none (None: the
+    defaults of `PhysicalGeometry`). Does not change the reconstruction."""
 
     @model_validator(mode="after")
     def _log_name_is_a_plain_name(self) -> ReconstructOptions:
@@ -191,6 +221,8 @@ class StudyOptions(_Model):
     workers: int | None = Field(default=None, ge=1)
     """Dask: start a LocalCluster of this many single-threaded worker processes."""
     settings: ReconSettings = ReconSettings()
+    geometry: PhysicalGeometry | None = None
+    """Physical units for inputs that record none (see `ReconstructOptions.geometry`)."""
 
     @model_validator(mode="after")
     def _jobs_are_local(self) -> StudyOptions:
@@ -265,6 +297,9 @@ class SyntheticOptions(_Model):
     compress: bool = True
     workers: int = Field(default=2, ge=1)
     """Threads for the FFT and Poisson chunks (the results do not depend on it)."""
+    geometry: PhysicalGeometry = PhysicalGeometry()
+    """The physical geometry recorded in every file's metadata (photon energy, detector
+    distance and pixel; the object pixel follows)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -20,12 +20,13 @@ import numpy as np
 
 from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, write_json, write_with
-from flyrecon.data import load_dataset
+from flyrecon.data import PtychoDataset, load_dataset
 from flyrecon.engine import EngineFn, EngineResult, EpochCallback
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError
 from flyrecon.geometry import Canvas
 from flyrecon.inputs import engine_input
 from flyrecon.options import ObjectInit, ReconstructOptions
+from flyrecon.product import ProductData, build_product, write_product
 from flyrecon.records import JobResult, JobStatus, write_record
 from flyrecon.scoring import Scored, score
 
@@ -58,8 +59,27 @@ def _make_logger(log_file: Path) -> tuple[logging.Logger, logging.Handler]:
     return logger, handler
 
 
+def _product(
+    dataset: PtychoDataset, engine: EngineResult, canvas: Canvas, options: ReconstructOptions
+) -> ProductData:
+    return build_product(
+        dataset,
+        obj=engine.object,
+        probe=engine.probe,
+        origin_px=canvas.origin_px,
+        losses=engine.loss_history,
+        description=(
+            f"flyrecon {__version__}: {options.settings.algorithm}, {engine.epochs_run} epochs "
+            f"({engine.stop_kind}) of {options.input_npz.name}"
+        ),
+        name=f"flyrecon {options.input_npz.stem}",
+        given=options.geometry,
+    )
+
+
 def _write_outputs(
     out: Path,
+    dataset: PtychoDataset,
     engine: EngineResult,
     canvas: Canvas,
     options: ReconstructOptions,
@@ -86,6 +106,7 @@ def _write_outputs(
     if scored is not None:
         arrays["object_aligned"] = scored.evaluation.aligned.astype(np.complex64)
     write_with(out / layout.RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
+    write_product(out / layout.PRODUCT_H5, _product(dataset, engine, canvas, options))
     title = (
         f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs "
         f"({engine.stop_kind})"
@@ -262,7 +283,7 @@ def _run(
     else:
         logger.info("no metrics: the object started from objectGuess, so it is not a blind test")
     result.metrics = scored.metrics if scored is not None else None
-    _write_outputs(options.output_dir, engine, canvas, options, scored)
+    _write_outputs(options.output_dir, dataset, engine, canvas, options, scored)
     result.returncode, result.status = EXIT_OK, JobStatus.SUCCEEDED
     first = engine.loss_history[0]
     last = engine.loss_history[-1]

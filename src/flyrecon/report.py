@@ -32,7 +32,9 @@ METRIC_COLUMNS = (
     "frc_resolution_0p5_px",
     "frc_resolution_halfbit_px",
 )
+OWN_METHOD = "flyrecon"
 COLUMNS = (
+    "method",
     "dose",
     "view",
     "split",
@@ -67,6 +69,7 @@ def summary_rows(records: Sequence[JobRecord]) -> list[dict[str, Any]]:
         metrics = rec.metrics or {}
         rows.append(
             {
+                "method": OWN_METHOD,
                 "dose": rec.dose,
                 "view": str(rec.view),
                 "split": str(rec.split),
@@ -119,14 +122,59 @@ def phase_image(npz_path: Path) -> np.ndarray | None:
     return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
 
 
-def write_report(artifact_root: Path, records: Sequence[JobRecord]) -> Report:
-    """Write the summary (CSV, Markdown) and the study figures into `artifact_root`."""
+def method_rows(
+    name: str, root: Path, records: Sequence[JobRecord]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Another method's reconstructions of the study's jobs (`root/dose_<int>/<view>/<split>/`),
+    scored against each job's input like flyrecon's own: (summary rows, figure summaries).
+    A job the method has no (usable) reconstruction for gets a row saying why."""
+    from flyrecon.data import load_dataset
+    from flyrecon.errors import FlyreconError
+    from flyrecon.evaluation import evaluate_reconstruction, load_reconstruction
+    from flyrecon.figures import JobSummary
+
+    rows, jobs = [], []
+    for rec in latest_records(records):
+        folder = layout.output_dir(root, rec.dose, rec.view, rec.split)
+        status, metrics, image = "succeeded", None, None
+        try:
+            result = evaluate_reconstruction(
+                load_dataset(rec.input_npz), load_reconstruction(folder)
+            )
+            metrics = result.metrics
+            image = np.angle(result.scored.evaluation.aligned)
+        except FlyreconError as exc:
+            status = f"not scored: {exc}"
+        rows.append(
+            {
+                "method": name,
+                "dose": rec.dose,
+                "view": str(rec.view),
+                "split": str(rec.split),
+                "status": status,
+                "returncode": None,
+                "epochs": None,
+                "stop": None,
+                "wall_time_s": None,
+                **{k: (metrics or {}).get(k) for k in METRIC_COLUMNS},
+            }
+        )
+        jobs.append(
+            JobSummary(float(rec.dose), str(rec.view), str(rec.split), status, metrics, image, name)
+        )
+    return rows, jobs
+
+
+def write_report(
+    artifact_root: Path,
+    records: Sequence[JobRecord],
+    methods: dict[str, Path] | None = None,
+) -> Report:
+    """Write the summary (CSV, Markdown) and the study figures into `artifact_root`; with
+    `methods` (name -> root of another method's reconstructions), their rows and curves too."""
     from flyrecon.figures import JobSummary, study_figures
 
     rows = summary_rows(records)
-    report = Report(rows=rows)
-    report.paths.append(write_text(artifact_root / layout.SUMMARY_CSV, to_csv(rows)))
-    report.paths.append(write_text(artifact_root / layout.SUMMARY_MD, to_markdown(rows)))
     jobs = [
         JobSummary(
             dose=float(rec.dose),
@@ -140,6 +188,13 @@ def write_report(artifact_root: Path, records: Sequence[JobRecord]) -> Report:
         )
         for rec in latest_records(records)
     ]
+    for name, root in (methods or {}).items():
+        more_rows, more_jobs = method_rows(name, root, records)
+        rows += more_rows
+        jobs += more_jobs
+    report = Report(rows=rows)
+    report.paths.append(write_text(artifact_root / layout.SUMMARY_CSV, to_csv(rows)))
+    report.paths.append(write_text(artifact_root / layout.SUMMARY_MD, to_markdown(rows)))
     if jobs:
         report.paths += study_figures(artifact_root, jobs)
     return report

@@ -457,9 +457,23 @@ def _design(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
         },
         "min_positions": options.min_positions,
         "split": scene.split_record,
+        "geometry": _geometry_record(options, scene),
         "counts_model": COUNTS_MODEL,
         "noiseless": options.noiseless,
         "chunk_patterns": CHUNK_PATTERNS,
+    }
+
+
+def _geometry_record(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
+    """The physical geometry (what turns pixels into metres), as reconstruct reads it."""
+    g = options.geometry
+    return {
+        **g.model_dump(),
+        "wavelength_m": g.wavelength_m,
+        "object_pixel_m": g.object_pixel_m(scene.probe.shape[0]),
+        "definition": "object_pixel_m = wavelength_m x detector_distance_m / (N x "
+        "detector_pixel_m) for N x N patterns; positions in metres are xcoords/ycoords x "
+        "object_pixel_m",
     }
 
 
@@ -500,6 +514,7 @@ def _metadata(
         "probe_diameter_px": scene.probe_diameter_px,
         "probe_diameter_definition": DIAMETER_DEFINITION,
         "split_geometry": scene.split_record,
+        "geometry": _geometry_record(options, scene),
         "accepted": kept,
         "rejected": candidates - kept,
         "candidates": candidates,

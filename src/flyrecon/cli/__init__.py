@@ -8,6 +8,8 @@ import typer
 
 from flyrecon import __version__
 from flyrecon.cli._errors import State
+from flyrecon.cli.evaluate import evaluate_command
+from flyrecon.cli.export import export_command
 from flyrecon.cli.prep_synthetic import prep_synthetic_command
 from flyrecon.cli.reconstruct import reconstruct_command
 from flyrecon.cli.report import report_command
@@ -42,6 +44,8 @@ app.command("reconstruct")(reconstruct_command)
 app.command("prep-synthetic")(prep_synthetic_command)
 app.command("study-run")(study_run_command)
 app.command("report")(report_command)
+app.command("evaluate")(evaluate_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ProbeInit, ReconSettings
+from flyrecon.options import (
+    Algorithm,
+    Device,
+    NoiseModel,
+    ObjectInit,
+    PhysicalGeometry,
+    ProbeInit,
+    ReconSettings,
+)
 
 _DEFAULTS = ReconSettings()
 RECON = "Reconstruction settings"
@@ -106,6 +114,57 @@ ThreadsOpt = Annotated[
         rich_help_panel=RECON,
     ),
 ]
+UNITS = "Physical units (for the ptychodus product)"
+_GEOMETRY = PhysicalGeometry()
+EnergyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--energy-ev",
+        min=0.0,
+        help=f"Photon energy in eV, when the input records none "
+        f"[default: {_GEOMETRY.photon_energy_ev:g}].",
+        show_default=False,
+        rich_help_panel=UNITS,
+    ),
+]
+DistanceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--distance-m",
+        min=0.0,
+        help=f"Sample-detector distance in m, when the input records none "
+        f"[default: {_GEOMETRY.detector_distance_m:g}].",
+        show_default=False,
+        rich_help_panel=UNITS,
+    ),
+]
+PixelSizeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--pixel-size-m",
+        min=0.0,
+        help=f"Detector pixel size in m, when the input records none "
+        f"[default: {_GEOMETRY.detector_pixel_m:g}]; the object pixel is wavelength x "
+        "distance / (N x detector pixel).",
+        show_default=False,
+        rich_help_panel=UNITS,
+    ),
+]
+
+
+def geometry_from(
+    energy_ev: float | None, distance_m: float | None, pixel_size_m: float | None
+) -> PhysicalGeometry | None:
+    """The geometry the flags give (unset ones take the defaults), or None when none is set."""
+    given = {
+        "photon_energy_ev": energy_ev,
+        "detector_distance_m": distance_m,
+        "detector_pixel_m": pixel_size_m,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    return PhysicalGeometry(**given) if given else None
+
+
 OutputDirOpt = Annotated[
     Path, typer.Option("--output-dir", help="Folder for the results (created if missing).")
 ]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, handled
 from flyrecon.cli._progress import step_bar
 
@@ -90,6 +91,9 @@ def prep_synthetic_command(
         bool, typer.Option("--noiseless", help="Store sqrt(expected counts), no Poisson noise.")
     ] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads.")] = 2,
+    energy_ev: p.EnergyOpt = None,
+    distance_m: p.DistanceOpt = None,
+    pixel_size_m: p.PixelSizeOpt = None,
 ) -> None:
     """Simulate phase C (patched_{train,test}) and phase D (dense, sparse views) for each dose.
 
@@ -97,7 +101,7 @@ def prep_synthetic_command(
     <root>/phase_d/dose_<int>/<view>/<view>_<split>.npz and <root>/study.json (design, seeds,
     version, SHA-256 of every file). Exit code 0 success, 2 invalid options or inputs.
     """
-    from flyrecon.options import SyntheticOptions
+    from flyrecon.options import PhysicalGeometry, SyntheticOptions
     from flyrecon.synthetic import prepare_study
 
     given: dict[str, Any] = {
@@ -125,6 +129,7 @@ def prep_synthetic_command(
             fixture=fixture,
             noiseless=noiseless,
             workers=workers,
+            geometry=p.geometry_from(energy_ev, distance_m, pixel_size_m) or PhysicalGeometry(),
             **{k: v for k, v in given.items() if v is not None},
         )
     with handled(), step_bar("simulating") as on_step:

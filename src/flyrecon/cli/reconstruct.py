@@ -31,18 +31,26 @@ def reconstruct_command(
     probe_init: p.ProbeInitOpt = D.probe_init,
     noise_model: p.NoiseOpt = D.noise_model,
     threads: p.ThreadsOpt = D.threads,
+    energy_ev: p.EnergyOpt = None,
+    distance_m: p.DistanceOpt = None,
+    pixel_size_m: p.PixelSizeOpt = None,
 ) -> None:
     """Reconstruct a DATA-001 NPZ with pty-chi (blind object start by default).
 
-    Writes ptychi_reconstruction.npz, reconstruction.png, reconstruct.log, result.json and,
-    when the file holds the true object, metrics.json. Exit code 0 success, 1 the
-    reconstruction failed, 2 invalid input.
+    Writes ptychi_reconstruction.npz, ptychodus_product.h5 (for ptychodus),
+    reconstruction.png, reconstruct.log, result.json and, when the file holds the true
+    object, metrics.json. Exit code 0 success, 1 the reconstruction failed, 2 invalid input.
     """
     from flyrecon.reconstruct import reconstruct
 
     with handled():
         settings = p.settings_from(locals())
-        options = ReconstructOptions(input_npz=input_npz, output_dir=output_dir, settings=settings)
+        options = ReconstructOptions(
+            input_npz=input_npz,
+            output_dir=output_dir,
+            settings=settings,
+            geometry=p.geometry_from(energy_ev, distance_m, pixel_size_m),
+        )
     with handled(), step_bar("epochs") as step:
         result = reconstruct(
             options,

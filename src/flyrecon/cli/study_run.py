@@ -151,6 +151,9 @@ def study_run_command(
     probe_init: p.ProbeInitOpt = D.probe_init,
     noise_model: p.NoiseOpt = D.noise_model,
     threads: p.ThreadsOpt = D.threads,
+    energy_ev: p.EnergyOpt = None,
+    distance_m: p.DistanceOpt = None,
+    pixel_size_m: p.PixelSizeOpt = None,
 ) -> None:
     """Run the study's reconstructions: every dose x view x split job, in this process.
 
@@ -198,6 +201,7 @@ def study_run_command(
             scheduler_address=scheduler_address,
             workers=workers,
             settings=p.settings_from(locals()),
+            geometry=p.geometry_from(energy_ev, distance_m, pixel_size_m),
         )
     if dry_run:
         _dry_run(options)

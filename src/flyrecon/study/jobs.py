@@ -106,7 +106,10 @@ def run_job(
         from flyrecon.reconstruct import reconstruct as reconstruct_fn
 
     job_options = ReconstructOptions(
-        input_npz=job.input_npz, output_dir=job.output_dir, settings=options.settings
+        input_npz=job.input_npz,
+        output_dir=job.output_dir,
+        settings=options.settings,
+        geometry=options.geometry,
     )
     try:
         input_sha = file_sha256(job.input_npz)
