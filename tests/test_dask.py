@@ -103,10 +103,10 @@ def test_local_cluster_manifest_equals_local_executor(
         for name, value in ma.items():
             if isinstance(value, float):
                 assert value == pytest.approx(mb[name], rel=1e-5, abs=1e-7), name
-    # `--workers 2` starts (and closes) its own LocalCluster; same fingerprints: all resumed
+    # `--workers 2` starts (and closes) its own LocalCluster; same fingerprints: all reused
     again = runner.invoke(app, _args(dask, "--executor", "dask", "--workers", "2"))
     assert again.exit_code == 0, again.output
-    assert {r["status"] for r in _results(dask).values()} == {"resumed"}
+    assert {(r["status"], r["reused"]) for r in _results(dask).values()} == {("succeeded", True)}
     assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in _results(dask).values())
 
 
@@ -144,11 +144,11 @@ def test_a_job_that_kills_its_worker_fails_alone_and_reruns(
     assert {r["status"] for r in records.values()} == {"succeeded"} and len(records) == 2
     rerun = run_study(options)
     assert rerun.exit_code == 0, rerun.message
-    statuses = {k: r["status"] for k, r in _results(root).items()}
+    statuses = {k: (r["status"], r["reused"]) for k, r in _results(root).items()}
     assert statuses == {
-        "dose_100000/baseline/train": "resumed",
-        "dose_100000/dense/train": "succeeded",
-        "dose_100000/sparse/train": "resumed",
+        "dose_100000/baseline/train": ("succeeded", True),
+        "dose_100000/dense/train": ("succeeded", False),
+        "dose_100000/sparse/train": ("succeeded", True),
     }
 
 

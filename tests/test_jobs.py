@@ -75,7 +75,7 @@ def test_two_processes_run_the_same_jobs_as_one(tree: Path, tmp_path: Path) -> N
     assert len({r.worker for r in parallel.records}) == 2
     # the same fingerprints: a rerun with --jobs 1 finds every job current
     again = run_study(_options(other, 1), job_fn=quick_job, report=False)
-    assert {r.status for r in again.records} == {JobStatus.RESUMED}
+    assert {(r.status, r.reused) for r in again.records} == {(JobStatus.SUCCEEDED, True)}
 
 
 def test_a_job_that_kills_its_process_fails_alone_and_reruns(tree: Path) -> None:
@@ -89,7 +89,7 @@ def test_a_job_that_kills_its_process_fails_alone_and_reruns(tree: Path) -> None
     others = [r for k, r in records.items() if not k.endswith("/dense/train")]
     assert len(others) == 5 and {r.status for r in others} == {JobStatus.SUCCEEDED}
     rerun = run_study(options, job_fn=quick_job, report=False)
-    ran = {r.key for r in rerun.records if r.status == JobStatus.SUCCEEDED}
+    ran = {r.key for r in rerun.records if not r.reused}
     assert ran == {crashed[0].key}
     assert manifest(tree / "out")["state"] == "finished"
 

@@ -219,12 +219,12 @@ def test_sigkill_mid_job_then_rerun_equals_an_uninterrupted_run(kill_tree: Path)
     rerun = subprocess.run(_study_cmd(kill_tree, killed_out), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     statuses = {
-        r["key"]: r["status"]
+        r["key"]: (r["status"], r["reused"])
         for r in json.loads((killed_out / MANIFEST_JSON).read_text())["execution_results"]
     }
     assert statuses == {
-        "dose_100000/baseline/train": "resumed",
-        "dose_100000/dense/train": "succeeded",
+        "dose_100000/baseline/train": ("succeeded", True),
+        "dose_100000/dense/train": ("succeeded", False),
     }
     assert first_npz.stat().st_mtime_ns == first_mtime
     assert not [p for p in killed_out.rglob(".*.tmp")]

@@ -176,7 +176,8 @@ def test_resume_skips_current_jobs_and_reruns_deleted_ones(
     ran.clear()
     assert runner.invoke(app, args).exit_code == 0
     assert ran == []
-    assert {r["status"] for r in _manifest(tree)["execution_results"]} == {"resumed"}
+    records = _manifest(tree)["execution_results"]
+    assert {(r["status"], r["reused"]) for r in records} == {("succeeded", True)}
     (tree / "out" / "dose_10000" / "sparse" / "train" / "result.json").unlink()
     assert runner.invoke(app, args).exit_code == 0
     assert ran == ["dose_10000/sparse/train"]

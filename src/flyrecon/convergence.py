@@ -4,16 +4,19 @@ No pty-chi here (the engine module drives it); the tensor work is plain torch, i
 caller's code path only.
 
 - `StopRule`: the automatic stop's decisions on per-epoch numbers (pure, scripted in tests).
-- `DriftMonitor`: how consistently the object still moves: the low-pass part of each epoch's
-  change (phase and log-amplitude, mean and plane removed, on the illuminated region) and the
-  straightness of its path over a window of epochs.
-- `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive restart.
+- `SmoothChange`: the low-pass part of an epoch's change of the object (phase and
+  log-amplitude, mean and plane removed, on the illuminated region).
+- `DriftMonitor`: how consistently the object still moves: the straightness of the path its
+  smooth changes trace over a window of epochs.
+- `ObjectMomentum`: Nesterov extrapolation of the object's smooth change between epochs, with
+  adaptive restart.
 - `IterateWindow`: the last iterates; a converged run returns their average.
 
 Why these (measured in docs/performance.md): LSQML's updates are local, so slowly varying
 object errors shrink over hundreds of epochs while the fit to the data hardly changes;
-extrapolating along the epoch-to-epoch change removes them several times faster. Once the
-slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
+extrapolating the smooth part of the epoch-to-epoch change removes them several times
+faster (extrapolating the fine structure too amplified noise: quality peaked, then fell).
+Once the slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
 noise): successive changes cancel, the path over a window stops being straight, and averaging
 the window's iterates removes much of the jitter.
 """
@@ -148,21 +151,18 @@ class ConvergenceTrace:
         return {f"{k}_history": np.asarray(v, dtype=np.float64) for k, v in vars(self).items()}
 
 
-class DriftMonitor:
-    """The low-pass change of the object per epoch, and its path's straightness.
+class SmoothChange:
+    """The slowly varying part of the change between two iterates.
 
-    The change between iterates is log(x_k / x_{k-1}) (log-amplitude + i phase), weighted by
-    the illuminated region, with its weighted mean and plane removed (a global phase or scale
-    and a phase ramp are ambiguities, not drift), low-passed by a normalised Gaussian
-    convolution. Straightness = |sum of the last W changes| / sum of |change|.
+    The change from `a` to `b` is log(b / a) (log-amplitude + i phase), weighted by the
+    illuminated region, with its weighted mean and plane removed (a global phase or scale and
+    a phase ramp are ambiguities, not progress), low-passed by a normalised Gaussian
+    convolution (sigma `sigma_px`). It is zero where nothing is illuminated.
     """
 
-    def __init__(self, weight: Any, sigma_px: float, window: int = WINDOW_EPOCHS) -> None:
+    def __init__(self, weight: Any, sigma_px: float) -> None:
         import torch
 
-        self.window = window
-        self.changes: deque[Any] = deque(maxlen=window)
-        self.sizes: deque[float] = deque(maxlen=window)
         w = weight.to(torch.float32)
         rows, cols = w.shape
         pad = math.ceil(3 * sigma_px)
@@ -191,31 +191,61 @@ class DriftMonitor:
         out = blurred[:rows, :cols]
         return out if image.is_complex() else out.real
 
-    def update(self, previous: Any, current: Any) -> tuple[float, float | None]:
-        """Record the change from `previous` to `current` (complex 2-D tensors).
-
-        Returns (size of this change, straightness over the window or None until it is full).
-        """
+    def __call__(self, a: Any, b: Any) -> Any:
+        """The low-pass change from `a` to `b` (complex 2-D tensors), complex."""
         import torch
 
         with torch.no_grad():
             tiny = 1e-12
-            amp = torch.log((current.abs() + tiny) / (previous.abs() + tiny))
-            change = torch.complex(amp, torch.angle(current * previous.conj()))
-            moments = torch.einsum("ihw,hw->i", self.basis.to(change.dtype), self.weight * change)
-            coef = self.gram_inv.to(change.dtype) @ moments
-            change = change - torch.einsum("i,ihw->hw", coef, self.basis.to(change.dtype))
-            low = self._blur(self.weight * change) * self.inverse_norm
-            size = float(torch.sqrt((self.weight * low.abs() ** 2).sum() / self.total))
-        self.changes.append(low)
+            amp = torch.log((b.abs() + tiny) / (a.abs() + tiny))
+            change = torch.complex(amp, torch.angle(b * a.conj()))
+            basis = self.basis.to(change.dtype)
+            coef = self.gram_inv.to(change.dtype) @ torch.einsum(
+                "ihw,hw->i", basis, self.weight * change
+            )
+            change = change - torch.einsum("i,ihw->hw", coef, basis)
+            return self._blur(self.weight * change) * self.inverse_norm
+
+    def size(self, change: Any) -> float:
+        """The weighted root-mean-square of a change."""
+        import torch
+
+        with torch.no_grad():
+            return float(torch.sqrt((self.weight * change.abs() ** 2).sum() / self.total))
+
+    def inner(self, a: Any, b: Any) -> float:
+        """The weighted real inner product of two changes."""
+        import torch
+
+        with torch.no_grad():
+            return float(torch.real((self.weight * a.conj() * b).sum()))
+
+
+class DriftMonitor:
+    """How consistently the object still moves: the straightness of the path its smooth
+    changes (`SmoothChange`) trace over the last `window` epochs,
+    |sum of the changes| / sum of |change|."""
+
+    def __init__(self, smooth: SmoothChange, window: int = WINDOW_EPOCHS) -> None:
+        self.smooth = smooth
+        self.window = window
+        self.changes: deque[Any] = deque(maxlen=window)
+        self.sizes: deque[float] = deque(maxlen=window)
+
+    def update(self, change: Any) -> tuple[float, float | None]:
+        """Record one epoch's smooth change; returns (its size, the straightness over the
+        window or None until it is full)."""
+        import torch
+
+        size = self.smooth.size(change)
+        self.changes.append(change)
         self.sizes.append(size)
         if len(self.changes) < self.window:
             return size, None
         with torch.no_grad():
-            net = torch.stack(list(self.changes)).sum(0)
-            net_size = float(torch.sqrt((self.weight * net.abs() ** 2).sum() / self.total))
+            net = self.smooth.size(torch.stack(list(self.changes)).sum(0))
         path = sum(self.sizes)
-        return size, (net_size / path if path > 0 else 0.0)
+        return size, (net / path if path > 0 else 0.0)
 
     def reset(self) -> None:
         self.changes.clear()
@@ -223,33 +253,57 @@ class DriftMonitor:
 
 
 class ObjectMomentum:
-    """Nesterov extrapolation between epochs: y_k = x_k + beta_k (x_k - x_{k-1}), where x_k is
-    what the engine's epoch made of y_{k-1}. beta_k = min(MOMENTUM_MAX, (j - 1) / (j + 2)), j
-    counting epochs since the last restart; a restart (beta 0) happens when the engine's own
-    step x_k - y_{k-1} points against the momentum x_k - x_{k-1} (O'Donoghue & Candes 2015)."""
+    """Nesterov extrapolation between epochs, of the object's smooth change only.
 
-    def __init__(self, beta_max: float = MOMENTUM_MAX) -> None:
+    y_k = x_k exp(beta_k m_k), where x_k is what the engine's epoch made of y_{k-1} and m_k the
+    smooth change from x_{k-1} to x_k (`SmoothChange`: the slowly varying phase and
+    log-amplitude, where the engine's local updates converge slowly; the fine structure, where
+    extrapolation would only amplify noise, is left alone). beta_k = min(MOMENTUM_MAX,
+    (j - 1) / (j + 2)), j counting epochs since the last restart; a restart (beta 0) happens
+    when the engine's own smooth step from y_{k-1} points against m_k (O'Donoghue & Candes
+    2015)."""
+
+    def __init__(self, smooth: SmoothChange | None, beta_max: float = MOMENTUM_MAX) -> None:
+        self.smooth = smooth
         self.beta_max = beta_max
         self.x_prev: Any = None
         self.y_prev: Any = None
         self.j = 1
 
-    def step(self, x: Any) -> tuple[Any, float]:
-        """The point to continue from after iterate `x`, and the beta used (0: x itself)."""
+    def _change(self, a: Any, b: Any) -> Any:
+        if self.smooth is not None:
+            return self.smooth(a, b)
+        return b - a  # the whole change (no smoothing)
+
+    def _inner(self, a: Any, b: Any) -> float:
+        import torch
+
+        if self.smooth is not None:
+            return self.smooth.inner(a, b)
+        return float(torch.real(torch.vdot(a.flatten(), b.flatten())))
+
+    def step(self, x: Any, change: Any = None) -> tuple[Any, float]:
+        """The point to continue from after iterate `x`, and the beta used (0: x itself).
+        `change`: the smooth change from the previous iterate, when already computed."""
         import torch
 
         with torch.no_grad():
             if self.x_prev is None:
                 self.x_prev, self.y_prev = x.clone(), x
                 return x, 0.0
-            momentum = x - self.x_prev
-            engine_step = x - self.y_prev
-            if float(torch.real(torch.vdot(engine_step.flatten(), momentum.flatten()))) < 0:
+            momentum = self._change(self.x_prev, x) if change is None else change
+            engine_step = self._change(self.y_prev, x)
+            if self._inner(engine_step, momentum) < 0:
                 self.j = 1
             else:
                 self.j += 1
             beta = min(self.beta_max, (self.j - 1) / (self.j + 2))
-            y = x + beta * momentum if beta > 0 else x
+            if beta == 0:
+                y = x
+            elif self.smooth is not None:
+                y = x * torch.exp(beta * momentum)
+            else:
+                y = x + beta * momentum
             self.x_prev, self.y_prev = x.clone(), y
         return y, beta
 

@@ -210,6 +210,8 @@ def _torch_state(threads: int | None):
         torch.set_default_dtype(old_dtype)
 
 
+SMOOTH_MOMENTUM = True
+"""Extrapolate only the object's smooth change (True) or the whole change (False)."""
 DEVICE_DATA_SHARE = 0.25
 """Keep the measured patterns on the GPU when they take at most this share of its free memory."""
 
@@ -319,6 +321,7 @@ def run_engine(
     from flyrecon.convergence import (
         FIRST_COUNTED_EPOCH,
         ConvergenceTrace,
+        DriftMonitor,
         IterateWindow,
         ObjectMomentum,
         StopDecision,
@@ -357,7 +360,7 @@ def run_engine(
                 if auto and counts
                 else None
             )
-            drift = _drift_monitor(task, inp) if auto else None
+            smooth = _smooth_change(task, inp)
         except Exception as exc:
             raise ReconstructionError(
                 f"pty-chi could not set up the task: {one_line(exc)}"
@@ -367,7 +370,9 @@ def run_engine(
 
             torch.set_default_device(None)  # pty-chi's device mode only adds per-call overhead
 
-        momentum = ObjectMomentum() if settings.algorithm == Algorithm.ALSQML else None
+        accelerated = settings.algorithm == Algorithm.ALSQML
+        momentum = ObjectMomentum(smooth if SMOOTH_MOMENTUM else None) if accelerated else None
+        drift = DriftMonitor(smooth) if auto else None
         window = IterateWindow() if auto else None
         trace = ConvergenceTrace()
         losses: list[float] = []
@@ -396,13 +401,16 @@ def run_engine(
                     raise ReconstructionError(
                         f"the model's prediction became {fit} at epoch {epoch}"
                     )
-            if drift is not None and window is not None:
-                if previous is not None and epoch >= FIRST_COUNTED_EPOCH:
-                    size, straightness = drift.update(previous, iterate)
+            change = None
+            if previous is not None and epoch >= FIRST_COUNTED_EPOCH:
+                change = smooth(previous, iterate)
+                if drift is not None:
+                    size, straightness = drift.update(change)
+            if window is not None:
                 window.push(iterate)
             beta = 0.0
             if momentum is not None and epoch >= 2:
-                point, beta = momentum.step(iterate)
+                point, beta = momentum.step(iterate, change if SMOOTH_MOMENTUM else None)
                 if beta > 0:
                     _set_object(task, point)
             previous = iterate
@@ -433,7 +441,7 @@ def run_engine(
             options_dict = json.loads(json.dumps(options.get_dict(), default=str))
         except Exception:  # pragma: no cover - recording options must never fail a job
             options_dict = {"unavailable": True}
-        del task, check, drift, window, momentum, previous
+        del task, check, smooth, drift, window, momentum, previous
     if auto and not counts and decision.kind == StopKind.CAP:
         decision = StopDecision(
             decision.kind,
@@ -468,11 +476,11 @@ def _set_object(task: Any, obj: Any) -> None:
         task.reconstructor.parameter_group.object.set_data(obj[None])
 
 
-def _drift_monitor(task: Any, inp: EngineInput) -> Any:
-    """The drift monitor on the illuminated region of this scan's canvas."""
+def _smooth_change(task: Any, inp: EngineInput) -> Any:
+    """The smooth-change measure on the illuminated region of this scan's canvas."""
     import torch
 
-    from flyrecon.convergence import LOWPASS_SIGMA_PER_DIAMETER, DriftMonitor
+    from flyrecon.convergence import LOWPASS_SIGMA_PER_DIAMETER, SmoothChange
     from flyrecon.metrics import illuminated_mask
     from flyrecon.simulate import probe_diameter_px
 
@@ -485,7 +493,7 @@ def _drift_monitor(task: Any, inp: EngineInput) -> Any:
     )
     device = task.reconstructor.parameter_group.object.data.device
     sigma = LOWPASS_SIGMA_PER_DIAMETER * probe_diameter_px(inp.probe_init)
-    return DriftMonitor(torch.as_tensor(mask, device=device), max(sigma, 1.0))
+    return SmoothChange(torch.as_tensor(mask, device=device), max(sigma, 1.0))
 
 
 @contextmanager

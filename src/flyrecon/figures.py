@@ -265,6 +265,8 @@ class JobSummary:
     """The phase to show in the grid (None: failed, not run or no image)."""
     method: str = "flyrecon"
     """Which method made the reconstruction (the study's own, or one given to report)."""
+    truth_phase: np.ndarray | None = None
+    """The true phase of the region the job illuminated, in the frame of `phase_image`."""
 
 
 def _ordered_views(jobs: list[JobSummary]) -> list[str]:
@@ -342,40 +344,81 @@ def metrics_vs_dose_figure(path: Path, jobs: Sequence[JobSummary]) -> Path:
         plt.close(fig)
 
 
+def dose_label(dose: float) -> str:
+    """A dose as people write it: 1,000 photons."""
+    return f"{dose:,.0f} photons"
+
+
+def _crop_box(images: list[np.ndarray]) -> tuple[slice, slice] | None:
+    """The bounding box of the finite pixels of all images (one frame)."""
+    finite = np.zeros(images[0].shape, dtype=bool)
+    for image in images:
+        finite |= np.isfinite(image)
+    rows, cols = np.flatnonzero(finite.any(axis=1)), np.flatnonzero(finite.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def phase_grid_figure(path: Path, jobs: Sequence[JobSummary], split: str) -> Path:
-    """Phase images of one split: a row per dose (low to high), a column per view; an empty
-    cell says why (not run, failed, no image). One colour scale for the whole grid."""
+    """Phase images of one split: a row per dose (low to high); the truth, then a column per
+    view. Every panel shows the same part of the object (the scanned region), outside the
+    region each job illuminated blank, on one colour scale; each reconstruction's title gives
+    its phase SSIM. An empty cell says why (not run, failed, no image).
+
+    `phase_image` and `truth_phase` of the jobs are in objectGuess's frame (NaN outside)."""
     plt = _pyplot()
     jobs = [j for j in jobs if j.split == split]
     doses = sorted({j.dose for j in jobs})
     views = _ordered_views(jobs)
     cells = {(j.dose, j.view): j for j in jobs}
-    images = {key: job.phase_image for key, job in cells.items()}
-    shown = [im for im in images.values() if im is not None]
+    truths = {
+        dose: next(
+            (j.truth_phase for j in jobs if j.dose == dose and j.truth_phase is not None), None
+        )
+        for dose in doses
+    }
+    images = [j.phase_image for j in jobs if j.phase_image is not None]
+    images += [t for t in truths.values() if t is not None]
+    same_frame = len({im.shape for im in images}) == 1
+    box = _crop_box(images) if images and same_frame else None
+
+    def crop(image: np.ndarray | None) -> np.ndarray | None:
+        return image[box] if image is not None and box is not None else image
+
+    shown = [crop(im) for im in images]
     limits = _shared_limits(*shown) if shown else (-np.pi, np.pi)
-    n_rows, n_cols = max(len(doses), 1), max(len(views), 1)
+    columns = ["truth", *views]
+    n_rows, n_cols = max(len(doses), 1), len(columns)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(3 * n_cols + 1, 3 * n_rows), squeeze=False, constrained_layout=True
+        n_rows, n_cols, figsize=(2.8 * n_cols + 1, 2.6 * n_rows + 0.6), squeeze=False
     )
+    fig.subplots_adjust(left=0.1, right=0.86, top=0.9, bottom=0.04, hspace=0.3, wspace=0.08)
     mappable = None
     for i, dose in enumerate(doses):
-        for j, view in enumerate(views):
+        for j, column in enumerate(columns):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
-            job, image = cells.get((dose, view)), images.get((dose, view))
+            if column == "truth":
+                image, title, why = crop(truths.get(dose)), "truth", "no truth"
+            else:
+                job = cells.get((dose, column))
+                image = crop(job.phase_image) if job is not None else None
+                ssim = (job.metrics or {}).get("phase_ssim") if job is not None else None
+                title = column + ("" if ssim is None else f": SSIM {ssim:.2f}")
+                why = "not run" if job is None else (job.status or "no image")
             if image is not None:
                 mappable = ax.imshow(image, cmap="viridis", vmin=limits[0], vmax=limits[1])
             else:
-                why = "not run" if job is None else (job.status or "no image")
                 ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
-            if i == 0:
-                ax.set_title(view)
+            ax.set_title(title, fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"dose {dose:.3g}")
+                ax.set_ylabel(dose_label(dose))
     if mappable is not None:
-        fig.colorbar(mappable, ax=axes, shrink=0.6, label="phase (rad)")
-    fig.suptitle(f"phase, {split} split (rows: dose, columns: view)")
+        cax = fig.add_axes((0.89, 0.2, 0.02, 0.6))
+        fig.colorbar(mappable, cax=cax, label="phase (rad)")
+    fig.suptitle(f"phase, {split} split: rows dose, columns truth and views (scanned region)")
     try:
         return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=70))
     finally:

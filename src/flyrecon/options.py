@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -328,6 +327,8 @@ class SyntheticOptions(_Model):
 
     def seeds(self) -> dict[str, int]:
         """The seed of each purpose: the given one, else derived from `seed` (recorded)."""
+        import numpy as np
+
         out = {}
         for index, purpose in enumerate(_SEED_PURPOSES):
             given = getattr(self, f"{purpose}_seed")

@@ -59,6 +59,20 @@ def _make_logger(log_file: Path) -> tuple[logging.Logger, logging.Handler]:
     return logger, handler
 
 
+def job_label(metadata: dict, input_npz: Path) -> str:
+    """What a job is, for titles: dose, view and split from the input's metadata (as
+    prep-synthetic writes them), else the file's name."""
+    parts = []
+    dose = metadata.get("dose") if isinstance(metadata, dict) else None
+    if isinstance(dose, int | float):
+        parts.append(f"dose {dose:,.0f} photons")
+    for key in ("view", "split"):
+        value = metadata.get(key) if isinstance(metadata, dict) else None
+        if isinstance(value, str) and value:
+            parts.append(f"{value} {key}")
+    return ", ".join(parts) or input_npz.name
+
+
 def _product(
     dataset: PtychoDataset, engine: EngineResult, canvas: Canvas, options: ReconstructOptions
 ) -> ProductData:
@@ -108,8 +122,8 @@ def _write_outputs(
     write_with(out / layout.RESULT_NPZ, lambda fh: np.savez(fh, **arrays))
     write_product(out / layout.PRODUCT_H5, _product(dataset, engine, canvas, options))
     title = (
-        f"{options.input_npz.name}: {settings.algorithm}, {engine.epochs_run} epochs "
-        f"({engine.stop_kind})"
+        f"{job_label(dataset.metadata, options.input_npz)}: {settings.algorithm}, "
+        f"{engine.epochs_run} epochs ({engine.stop_kind})\n{options.input_npz}"
     )
     marks = StopMarks(
         engine.trace.arrays(), str(engine.stop_kind), engine.epochs_run, engine.averaged_epochs
@@ -154,6 +168,11 @@ def reconstruct(
         output_dir=str(out),
         options=settings.model_dump(mode="json"),
     )
+    if not options.input_npz.is_file():  # nothing is created for an input that is not there
+        problem = "is a directory, not an NPZ file" if options.input_npz.is_dir() else "not found"
+        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
+        result.message = f"{options.input_npz}: {problem}"
+        return result
     log_stack = ExitStack()
     try:
         _prepare_output_dir(out, options.log_name)

@@ -39,7 +39,8 @@ class JobStatus(StrEnum):
     INTERRUPTED = "interrupted"
     """Ctrl-C arrived before it finished (return code 130)."""
     RESUMED = "resumed"
-    """Not rerun: its outputs were complete and made from the same input and settings."""
+    """Written by flyrecon 0.1 for a job it did not rerun; today such a job keeps its own
+    status and is marked `reused`."""
 
 
 class StudyState(StrEnum):
@@ -112,6 +113,9 @@ class JobRecord(_Record):
     metrics: dict[str, Any] | None = None
     fingerprint: str | None = None
     """Hash of the input bytes, the settings and flyrecon's version (resume compares it)."""
+    reused: bool = False
+    """Not rerun: its outputs were complete and made from the same input and settings; the
+    record (status, wall time, epochs, metrics) is the one of the run that made them."""
     input_sha256: str | None = None
     worker: str | None = None
     """Where the job ran when not in this process (a Dask worker's or a process's address)."""
@@ -153,6 +157,8 @@ class Manifest(_Record):
     filtered_jobs: int
     filtered_out: int = 0
     missing_jobs: int = 0
+    reused_jobs: int = 0
+    """Jobs whose outputs were reused from an earlier run (not rerun)."""
     jobs: list[JobEntry] = Field(default_factory=list)
     execution_results: list[JobRecord] = Field(default_factory=list)
 

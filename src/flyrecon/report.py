@@ -39,6 +39,7 @@ COLUMNS = (
     "view",
     "split",
     "status",
+    "reused",
     "returncode",
     "epochs",
     "stop",
@@ -74,6 +75,7 @@ def summary_rows(records: Sequence[JobRecord]) -> list[dict[str, Any]]:
                 "view": str(rec.view),
                 "split": str(rec.split),
                 "status": str(rec.status),
+                "reused": "yes" if rec.reused else "",
                 "returncode": rec.returncode,
                 "epochs": rec.epochs_run,
                 "stop": rec.stop_kind,
@@ -101,14 +103,31 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+MS_SSIM_NOTE = (
+    "phase_ms_ssim is blank where the scored region is too small for two scales of the "
+    "11 x 11 SSIM window (sparse views); each job's metrics.json says so (phase_ms_ssim_note)."
+)
+STOP_NOTE = (
+    "stop: noise floor (the fit fell below the data's Poisson noise), converged (the object "
+    "stopped drifting; the last iterates averaged), max epochs (the safety net), fixed epochs "
+    "(--num-epochs)."
+)
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["# Study summary", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    lines += ["", STOP_NOTE]
+    if any(row["phase_ms_ssim"] is None and row["phase_ssim"] is not None for row in rows):
+        lines.append(MS_SSIM_NOTE)
+    reused = sum(1 for row in rows if row["reused"])
+    if reused:
+        lines.append(f"{reused} job(s) reused from an earlier run (their own record shown).")
     return "\n".join(lines) + "\n"
 
 
 def phase_image(npz_path: Path) -> np.ndarray | None:
-    """The phase of a job's reconstruction for the grid ("object_aligned" if present, else
+    """The phase of a job's reconstruction on its canvas ("object_aligned" if present, else
     "object"; amplitude-weighted mean phase removed), or None when there is none."""
     if not npz_path.is_file():
         return None
@@ -120,6 +139,36 @@ def phase_image(npz_path: Path) -> np.ndarray | None:
         return None
     offset = np.sum(np.abs(obj) * obj)
     return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
+
+
+def framed_phases(npz_path: Path, input_npz: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(reconstruction phase, true phase) in objectGuess's frame, NaN outside the region the
+    job illuminated; (None, None) when either file cannot be read."""
+    from flyrecon.data import load_dataset
+    from flyrecon.errors import FlyreconError
+    from flyrecon.geometry import canvas_for
+    from flyrecon.scoring import truth_region
+
+    phase = phase_image(npz_path)
+    if phase is None:
+        return None, None
+    try:
+        dataset = load_dataset(input_npz)
+        with np.load(npz_path, allow_pickle=False) as npz:
+            origin = tuple(int(v) for v in npz["canvas_origin_px"])
+    except (OSError, ValueError, KeyError, FlyreconError):
+        return None, None
+    canvas = canvas_for(dataset.ycoords, dataset.xcoords, dataset.pattern_size)
+    if canvas.shape != phase.shape or canvas.origin_px != origin:
+        return None, None
+    truth, mask = truth_region(dataset, canvas)
+    rows, cols, obj_rows, obj_cols = canvas.crop_of(dataset.object_guess.shape)
+    recon = np.full(dataset.object_guess.shape, np.nan)
+    true = np.full(dataset.object_guess.shape, np.nan)
+    shown = mask[rows, cols]
+    recon[obj_rows, obj_cols] = np.where(shown, phase[rows, cols], np.nan)
+    true[obj_rows, obj_cols] = np.where(shown, np.angle(truth[rows, cols]), np.nan)
+    return recon, true
 
 
 def method_rows(
@@ -152,6 +201,7 @@ def method_rows(
                 "view": str(rec.view),
                 "split": str(rec.split),
                 "status": status,
+                "reused": "",
                 "returncode": None,
                 "epochs": None,
                 "stop": None,
@@ -175,19 +225,21 @@ def write_report(
     from flyrecon.figures import JobSummary, study_figures
 
     rows = summary_rows(records)
-    jobs = [
-        JobSummary(
-            dose=float(rec.dose),
-            view=str(rec.view),
-            split=str(rec.split),
-            status=str(rec.status),
-            metrics=rec.metrics,
-            phase_image=phase_image(
-                layout.output_dir(artifact_root, rec.dose, rec.view, rec.split) / layout.RESULT_NPZ
-            ),
+    jobs = []
+    for rec in latest_records(records):
+        folder = layout.output_dir(artifact_root, rec.dose, rec.view, rec.split)
+        phase, truth = framed_phases(folder / layout.RESULT_NPZ, Path(rec.input_npz))
+        jobs.append(
+            JobSummary(
+                dose=float(rec.dose),
+                view=str(rec.view),
+                split=str(rec.split),
+                status=str(rec.status),
+                metrics=rec.metrics,
+                phase_image=phase,
+                truth_phase=truth,
+            )
         )
-        for rec in latest_records(records)
-    ]
     for name, root in (methods or {}).items():
         more_rows, more_jobs = method_rows(name, root, records)
         rows += more_rows

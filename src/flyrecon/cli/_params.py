@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flyrecon.options import (
+    DEFAULT_BATCH_SIZE,
     Algorithm,
     Device,
     NoiseModel,
@@ -20,10 +21,31 @@ from flyrecon.options import (
 _DEFAULTS = ReconSettings()
 RECON = "Reconstruction settings"
 
+
+def choices(enum: type) -> str:
+    """A metavar listing an enum's values as they are written: [aLSQML|LSQML|...]."""
+    return "[" + "|".join(str(member) for member in enum) + "]"
+
+
+def _batch_defaults() -> str:
+    by_size: dict[int, list[str]] = {}
+    for algorithm, size in DEFAULT_BATCH_SIZE.items():
+        by_size.setdefault(size, []).append(str(algorithm))
+    parts = [f"{'/'.join(names)} {size}" for size, names in by_size.items()]
+    return ", ".join(parts).replace(
+        f"Adam {DEFAULT_BATCH_SIZE[Algorithm.ADAM]}", "Adam min(96, n/8)"
+    )
+
+
 AlgorithmOpt = Annotated[
     Algorithm,
     typer.Option(
-        "--algorithm", help="pty-chi engine.", case_sensitive=False, rich_help_panel=RECON
+        "--algorithm",
+        help="Engine: aLSQML (accelerated LSQML, the default), LSQML (plain pty-chi, the "
+        "study's classical baseline), DM, ePIE, rPIE or Adam (pty-chi's autodiff).",
+        case_sensitive=False,
+        metavar=choices(Algorithm),
+        rich_help_panel=RECON,
     ),
 ]
 EpochsOpt = Annotated[
@@ -31,8 +53,10 @@ EpochsOpt = Annotated[
     typer.Option(
         "--num-epochs",
         min=1,
-        help="Exactly this many epochs [default: stop automatically once the fit reaches the "
-        "data's Poisson noise floor, at most --max-epochs].",
+        metavar="N",
+        help="Run exactly N epochs [default: stop automatically, without the truth, once the "
+        "fit falls below the data's Poisson noise floor or the object stops drifting; at most "
+        "--max-epochs].",
         show_default=False,
         rich_help_panel=RECON,
     ),
@@ -42,7 +66,8 @@ MaxEpochsOpt = Annotated[
     typer.Option(
         "--max-epochs",
         min=1,
-        help="Cap on epochs when stopping automatically (no --num-epochs).",
+        metavar="N",
+        help="Safety net of the automatic stop (without --num-epochs).",
         rich_help_panel=RECON,
     ),
 ]
@@ -51,7 +76,9 @@ NImagesOpt = Annotated[
     typer.Option(
         "--n-images",
         min=2,
-        help="Use the first N patterns (default: all; more than the file holds is an error).",
+        metavar="N",
+        help="Use the first N patterns [default: all; more than the file holds is an error].",
+        show_default=False,
         rich_help_panel=RECON,
     ),
 ]
@@ -60,7 +87,9 @@ BatchOpt = Annotated[
     typer.Option(
         "--batch-size",
         min=1,
-        help="Patterns per update [default: LSQML 32, DM 64, ePIE/rPIE 8, Adam min(96, n/8)].",
+        metavar="N",
+        help=f"Patterns per update [default: {_batch_defaults()}].",
+        show_default=False,
         rich_help_panel=RECON,
     ),
 ]
@@ -68,21 +97,29 @@ DeviceOpt = Annotated[
     Device,
     typer.Option(
         "--device",
-        help="auto takes CUDA when torch sees a GPU.",
+        help="Where to compute; auto takes CUDA when torch sees a GPU.",
         case_sensitive=False,
+        metavar=choices(Device),
         rich_help_panel=RECON,
     ),
 ]
 SeedOpt = Annotated[
     int,
-    typer.Option("--seed", min=0, help="Seed of pty-chi's random choices.", rich_help_panel=RECON),
+    typer.Option(
+        "--seed",
+        min=0,
+        metavar="N",
+        help="Seed of pty-chi's random choices.",
+        rich_help_panel=RECON,
+    ),
 ]
 ObjectInitOpt = Annotated[
     ObjectInit,
     typer.Option(
         "--object-init",
-        help="ones: blind baseline; guess: start from objectGuess.",
+        help="ones: blind baseline; guess: start from objectGuess (not scored).",
         case_sensitive=False,
+        metavar=choices(ObjectInit),
         rich_help_panel=RECON,
     ),
 ]
@@ -93,6 +130,7 @@ ProbeInitOpt = Annotated[
         help="guess: probeGuess as stored; scaled: probeGuess scaled to the data's power; "
         "data: from the mean diffraction amplitude.",
         case_sensitive=False,
+        metavar=choices(ProbeInit),
         rich_help_panel=RECON,
     ),
 ]
@@ -102,6 +140,7 @@ NoiseOpt = Annotated[
         "--noise-model",
         help="Likelihood of the counts.",
         case_sensitive=False,
+        metavar=choices(NoiseModel),
         rich_help_panel=RECON,
     ),
 ]
@@ -110,10 +149,27 @@ ThreadsOpt = Annotated[
     typer.Option(
         "--threads",
         min=1,
-        help="torch CPU threads (1 makes seeded runs bitwise repeatable).",
+        metavar="N",
+        help="torch CPU threads [default: torch's, all cores]; 1 makes seeded runs bitwise "
+        "repeatable.",
+        show_default=False,
         rich_help_panel=RECON,
     ),
 ]
+OutputDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--output-dir", metavar="DIR", help="Folder for the results (created if missing)."
+    ),
+]
+
+
+def settings_from(params: dict[str, object]) -> ReconSettings:
+    """`ReconSettings` from a command's parameters (pass `locals()`): every settings field is
+    a parameter of the same name (tests/test_reconstruct_cli.py checks each command has them)."""
+    return ReconSettings(**{name: params[name] for name in ReconSettings.model_fields})
+
+
 UNITS = "Physical units (for the ptychodus product)"
 _GEOMETRY = PhysicalGeometry()
 EnergyOpt = Annotated[
@@ -121,6 +177,7 @@ EnergyOpt = Annotated[
     typer.Option(
         "--energy-ev",
         min=0.0,
+        metavar="EV",
         help=f"Photon energy in eV, when the input records none "
         f"[default: {_GEOMETRY.photon_energy_ev:g}].",
         show_default=False,
@@ -132,6 +189,7 @@ DistanceOpt = Annotated[
     typer.Option(
         "--distance-m",
         min=0.0,
+        metavar="M",
         help=f"Sample-detector distance in m, when the input records none "
         f"[default: {_GEOMETRY.detector_distance_m:g}].",
         show_default=False,
@@ -143,6 +201,7 @@ PixelSizeOpt = Annotated[
     typer.Option(
         "--pixel-size-m",
         min=0.0,
+        metavar="M",
         help=f"Detector pixel size in m, when the input records none "
         f"[default: {_GEOMETRY.detector_pixel_m:g}]; the object pixel is wavelength x "
         "distance / (N x detector pixel).",
@@ -165,15 +224,15 @@ def geometry_from(
     return PhysicalGeometry(**given) if given else None
 
 
-OutputDirOpt = Annotated[
-    Path, typer.Option("--output-dir", help="Folder for the results (created if missing).")
-]
-
-
-def settings_from(params: dict[str, object]) -> ReconSettings:
-    """`ReconSettings` from a command's parameters (pass `locals()`): every settings field is
-    a parameter of the same name (tests/test_reconstruct_cli.py checks each command has them)."""
-    return ReconSettings(**{name: params[name] for name in ReconSettings.model_fields})
-
-
 DEFAULTS = _DEFAULTS
+
+
+def parse_dose(value: str) -> int:
+    """A dose in photons per pattern, written 1000 or 1e3 alike (a whole number >= 1)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    if not number >= 1 or number != int(number):
+        raise typer.BadParameter(f"{value!r}: a dose is a whole number of photons (>= 1)")
+    return int(number)

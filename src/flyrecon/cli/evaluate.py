@@ -15,6 +15,7 @@ def evaluate_command(
         Path,
         typer.Option(
             "--truth",
+            metavar="NPZ",
             help="DATA-001 NPZ holding the true object (objectGuess) and the scan.",
             show_default=False,
         ),
@@ -23,6 +24,7 @@ def evaluate_command(
         Path,
         typer.Option(
             "--recon",
+            metavar="PATH",
             help="The reconstruction: a flyrecon result folder or NPZ, a ptychodus product "
             "(.h5), or an NPZ with the object under --key.",
             show_default=False,
@@ -32,12 +34,14 @@ def evaluate_command(
         str | None,
         typer.Option(
             "--key",
+            metavar="KEY",
             help="NPZ key of the object [default: object, objectGuess, obj or reconstruction].",
             show_default=False,
         ),
     ] = None,
     output_dir: Annotated[
-        Path, typer.Option("--output-dir", help="Where metrics.json and the figure go.")
+        Path,
+        typer.Option("--output-dir", metavar="DIR", help="Where metrics.json and the figure go."),
     ] = Path("flyrecon_evaluation"),
 ) -> None:
     """Score a reconstruction with the study's metrics (registered, global phase and phase

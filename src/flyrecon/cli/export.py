@@ -13,7 +13,10 @@ from flyrecon.cli._errors import err_console, handled
 
 def export_command(
     artifact_root: Annotated[
-        Path, typer.Option("--artifact-root", help="A study-run artifact root.", show_default=False)
+        Path,
+        typer.Option(
+            "--artifact-root", metavar="DIR", help="A study-run artifact root.", show_default=False
+        ),
     ],
     energy_ev: p.EnergyOpt = None,
     distance_m: p.DistanceOpt = None,

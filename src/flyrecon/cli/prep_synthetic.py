@@ -10,9 +10,21 @@ import typer
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, handled
 from flyrecon.cli._progress import step_bar
+from flyrecon.options import PRESETS, Preset, ScanKind, SyntheticOptions
 
 SIZE = "Sizes (override the preset)"
 SEEDS = "Seeds (unset ones derive from --seed)"
+
+
+def _preset_text() -> str:
+    return "; ".join(
+        f"{preset}: {v['object_px']} px object, {v['step_px']:g} px step, "
+        f"{v['jitter_px']:g} px jitter"
+        for preset, v in PRESETS.items()
+    )
+
+
+_D = SyntheticOptions(output_root=Path("."))
 
 
 def prep_synthetic_command(
@@ -20,88 +32,207 @@ def prep_synthetic_command(
         Path,
         typer.Option(
             "--output-root",
+            metavar="DIR",
             help="Folder for phase_c/, phase_d/ and study.json.",
             show_default=False,
         ),
     ],
     preset: Annotated[
-        str, typer.Option("--preset", help="quick (demo, CI) or full (thousands per split).")
-    ] = "quick",
-    dose: Annotated[
-        list[float] | None,
+        Preset,
         typer.Option(
-            "--dose", help="Photons per pattern; repeat for several [default: 1e3 1e4 1e5]."
+            "--preset",
+            metavar=p.choices(Preset),
+            help=f"Sizes: quick (the demo and CI, ~200 patterns per split) or full (thousands "
+            f"per split). {_preset_text()}.",
+            case_sensitive=False,
+        ),
+    ] = _D.preset,
+    dose: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--dose",
+            metavar="PHOTONS",
+            parser=p.parse_dose,
+            help="Photons per pattern, 1000 or 1e3 alike; repeat for several [default: "
+            + " ".join(f"{d:g}" for d in _D.doses)
+            + "].",
+            show_default=False,
         ),
     ] = None,
     fixture: Annotated[
         bool,
-        typer.Option("--fixture", help="The seed ticket's minimal layout (8 patterns per file)."),
+        typer.Option(
+            "--fixture",
+            help="The CI smoke layout of the project's first ticket: 8 patterns per file, a "
+            "128 px object, simulated content.",
+        ),
     ] = False,
     object_px: Annotated[
-        int | None, typer.Option("--object-px", min=16, help="Object side.", rich_help_panel=SIZE)
+        int | None,
+        typer.Option(
+            "--object-px",
+            min=16,
+            metavar="PX",
+            help="Object side [default: the preset's].",
+            show_default=False,
+            rich_help_panel=SIZE,
+        ),
     ] = None,
     probe_px: Annotated[
         int | None,
         typer.Option(
-            "--probe-px", min=8, help="Probe window (even) [default: 64].", rich_help_panel=SIZE
+            "--probe-px",
+            min=8,
+            metavar="PX",
+            help=f"Probe window, even [default: {_D.probe_px}].",
+            show_default=False,
+            rich_help_panel=SIZE,
         ),
     ] = None,
     step_px: Annotated[
         float | None,
-        typer.Option("--step-px", min=0.1, help="Scan step.", rich_help_panel=SIZE),
+        typer.Option(
+            "--step-px",
+            min=0.1,
+            metavar="PX",
+            help="Scan step [default: the preset's].",
+            show_default=False,
+            rich_help_panel=SIZE,
+        ),
     ] = None,
     jitter_px: Annotated[
         float | None,
-        typer.Option("--jitter-px", min=0.0, help="Raster jitter.", rich_help_panel=SIZE),
+        typer.Option(
+            "--jitter-px",
+            min=0.0,
+            metavar="PX",
+            help="Largest random offset of a raster position [default: the preset's].",
+            show_default=False,
+            rich_help_panel=SIZE,
+        ),
     ] = None,
     scan: Annotated[
-        str, typer.Option("--scan", help="raster or fermat.", rich_help_panel=SIZE)
-    ] = "raster",
+        ScanKind,
+        typer.Option(
+            "--scan",
+            metavar=p.choices(ScanKind),
+            help="Scan pattern of each split.",
+            case_sensitive=False,
+            rich_help_panel=SIZE,
+        ),
+    ] = _D.scan,
     dense_overlap: Annotated[
-        float, typer.Option("--dense-overlap", help="Overlap fraction f of the dense view.")
-    ] = 0.7,
+        float,
+        typer.Option(
+            "--dense-overlap",
+            metavar="F",
+            help="Overlap fraction of the dense view: positions at least (1 - F) probe "
+            "diameters apart.",
+        ),
+    ] = _D.dense_overlap,
     sparse_overlap: Annotated[
-        float, typer.Option("--sparse-overlap", help="Overlap fraction f of the sparse view.")
-    ] = 0.2,
+        float,
+        typer.Option("--sparse-overlap", metavar="F", help="The same for the sparse view."),
+    ] = _D.sparse_overlap,
     min_positions: Annotated[
-        int, typer.Option("--min-positions", min=2, help="Fewest positions a view may keep.")
-    ] = 8,
+        int,
+        typer.Option(
+            "--min-positions", min=2, metavar="N", help="Fewest positions a view may keep."
+        ),
+    ] = _D.min_positions,
     seed: Annotated[
-        int, typer.Option("--seed", min=0, help="Base seed.", rich_help_panel=SEEDS)
-    ] = 0,
+        int,
+        typer.Option(
+            "--seed",
+            min=0,
+            metavar="N",
+            help="Base seed of every random choice.",
+            rich_help_panel=SEEDS,
+        ),
+    ] = _D.seed,
     object_seed: Annotated[
-        int | None, typer.Option("--object-seed", min=0, rich_help_panel=SEEDS)
+        int | None,
+        typer.Option(
+            "--object-seed",
+            min=0,
+            metavar="N",
+            help="[default: derived from --seed]",
+            show_default=False,
+            rich_help_panel=SEEDS,
+        ),
     ] = None,
     scan_seed: Annotated[
-        int | None, typer.Option("--scan-seed", min=0, rich_help_panel=SEEDS)
+        int | None,
+        typer.Option(
+            "--scan-seed",
+            min=0,
+            metavar="N",
+            help="[default: derived from --seed]",
+            show_default=False,
+            rich_help_panel=SEEDS,
+        ),
     ] = None,
     noise_seed: Annotated[
-        int | None, typer.Option("--noise-seed", min=0, rich_help_panel=SEEDS)
+        int | None,
+        typer.Option(
+            "--noise-seed",
+            min=0,
+            metavar="N",
+            help="[default: derived from --seed]",
+            show_default=False,
+            rich_help_panel=SEEDS,
+        ),
     ] = None,
     selection_seed: Annotated[
-        int | None, typer.Option("--selection-seed", min=0, rich_help_panel=SEEDS)
+        int | None,
+        typer.Option(
+            "--selection-seed",
+            min=0,
+            metavar="N",
+            help="[default: derived from --seed]",
+            show_default=False,
+            rich_help_panel=SEEDS,
+        ),
     ] = None,
     probe_npz: Annotated[
-        Path | None, typer.Option("--probe-npz", help="Measured probe (key probeGuess).")
+        Path | None,
+        typer.Option(
+            "--probe-npz",
+            metavar="NPZ",
+            help="A measured probe (key probeGuess).",
+            show_default=False,
+        ),
     ] = None,
     object_npz: Annotated[
-        Path | None, typer.Option("--object-npz", help="Object (key objectGuess).")
+        Path | None,
+        typer.Option(
+            "--object-npz",
+            metavar="NPZ",
+            help="An object (key objectGuess).",
+            show_default=False,
+        ),
     ] = None,
     noiseless: Annotated[
-        bool, typer.Option("--noiseless", help="Store sqrt(expected counts), no Poisson noise.")
+        bool,
+        typer.Option("--noiseless", help="Store sqrt(expected counts): no Poisson noise."),
     ] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads.")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, metavar="N", help="Threads (same results).")
+    ] = _D.workers,
     energy_ev: p.EnergyOpt = None,
     distance_m: p.DistanceOpt = None,
     pixel_size_m: p.PixelSizeOpt = None,
 ) -> None:
-    """Simulate phase C (patched_{train,test}) and phase D (dense, sparse views) for each dose.
+    """Simulate the study's data for each dose: phase C (the baseline view, every scan
+    position of a split) and phase D (the dense and sparse overlap views), spatially split
+    into train and test halves that share no object pixel.
 
-    Writes <root>/phase_c/dose_<int>/patched_<split>.npz,
-    <root>/phase_d/dose_<int>/<view>/<view>_<split>.npz and <root>/study.json (design, seeds,
-    version, SHA-256 of every file). Exit code 0 success, 2 invalid options or inputs.
+    Writes ROOT/phase_c/dose_<int>/patched_<split>.npz,
+    ROOT/phase_d/dose_<int>/<view>/<view>_<split>.npz (DATA-001 files: see
+    docs/data-contract.md) and ROOT/study.json (design, seeds, version, SHA-256 of every
+    file). Exit code 0 success, 2 invalid options or inputs.
     """
-    from flyrecon.options import PhysicalGeometry, SyntheticOptions
+    from flyrecon.options import PhysicalGeometry
     from flyrecon.synthetic import prepare_study
 
     given: dict[str, Any] = {

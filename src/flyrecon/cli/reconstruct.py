@@ -9,7 +9,7 @@ import typer
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
-from flyrecon.cli._progress import step_bar
+from flyrecon.cli._progress import epoch_progress as _epochs
 from flyrecon.options import ReconstructOptions
 
 D = p.DEFAULTS
@@ -17,7 +17,14 @@ D = p.DEFAULTS
 
 def reconstruct_command(
     input_npz: Annotated[
-        Path, typer.Option("--input-npz", help="DATA-001 NPZ to reconstruct.", show_default=False)
+        Path,
+        typer.Option(
+            "--input-npz",
+            metavar="NPZ",
+            help="The DATA-001 file to reconstruct (diffraction amplitudes, probeGuess, "
+            "objectGuess, xcoords/ycoords; see docs/data-contract.md).",
+            show_default=False,
+        ),
     ],
     output_dir: p.OutputDirOpt = Path("flyrecon_out"),
     algorithm: p.AlgorithmOpt = D.algorithm,
@@ -37,6 +44,9 @@ def reconstruct_command(
 ) -> None:
     """Reconstruct a DATA-001 NPZ with pty-chi (blind object start by default).
 
+    DATA-001 is the study's NPZ layout: measured diffraction amplitudes, the probe and object
+    guesses (objectGuess is the truth for simulated data) and the probe positions.
+
     Writes ptychi_reconstruction.npz, ptychodus_product.h5 (for ptychodus),
     reconstruction.png, reconstruct.log, result.json and, when the file holds the true
     object, metrics.json. Exit code 0 success, 1 the reconstruction failed, 2 invalid input.
@@ -51,11 +61,8 @@ def reconstruct_command(
             settings=settings,
             geometry=p.geometry_from(energy_ev, distance_m, pixel_size_m),
         )
-    with handled(), step_bar("epochs") as step:
-        result = reconstruct(
-            options,
-            on_epoch=lambda done, total, loss: step(f"epochs (loss {loss:.4g})", done, total),
-        )
+    with handled(), _epochs() as on_epoch:
+        result = reconstruct(options, on_epoch=on_epoch)
     if not result.ok:
         raise fail(result.message, result.returncode, result.traceback)
     err_console.print(f"[green]done[/] {result.message}")

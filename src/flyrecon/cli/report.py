@@ -20,7 +20,10 @@ def _method(value: str) -> tuple[str, Path]:
 
 def report_command(
     artifact_root: Annotated[
-        Path, typer.Option("--artifact-root", help="A study-run artifact root.", show_default=False)
+        Path,
+        typer.Option(
+            "--artifact-root", metavar="DIR", help="A study-run artifact root.", show_default=False
+        ),
     ],
     method: Annotated[
         list[str] | None,
@@ -49,7 +52,12 @@ def report_command(
 
             raise InputError(missing[0].split("=", 1)[1], "--method root not found")
         report = write_report(artifact_root, load_records(artifact_root), methods)
+    from flyrecon.report import MS_SSIM_NOTE, STOP_NOTE
+
     err_console.print(summary_table(report.rows))
+    err_console.print(STOP_NOTE, markup=False)
+    if any(r["phase_ms_ssim"] is None and r["phase_ssim"] is not None for r in report.rows):
+        err_console.print(MS_SSIM_NOTE, markup=False)
     for path in report.paths:
         err_console.print(f"wrote {path}")
 
@@ -65,6 +73,7 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
         ("status", "status"),
         ("rc", "returncode"),
         ("epochs", "epochs"),
+        ("stop", "stop"),
         ("wall s", "wall_time_s"),
         ("phase SSIM", "phase_ssim"),
         ("amp SSIM", "amplitude_ssim"),

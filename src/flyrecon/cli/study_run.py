@@ -10,7 +10,8 @@ from rich.table import Table
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
-from flyrecon.errors import EXIT_USAGE
+from flyrecon.errors import EXIT_USAGE, InputError
+from flyrecon.layout import StudyRoot
 from flyrecon.options import Executor, Split, StudyOptions, View
 from flyrecon.records import JobStatus
 
@@ -34,40 +35,65 @@ def study_run_command(
     phase_c_root: Annotated[
         Path | None,
         typer.Option(
-            "--phase-c-root", help="Phase C root (dose_<int>/patched_*).", rich_help_panel=STUDY
+            "--phase-c-root",
+            metavar="DIR",
+            help="Phase C: the baseline view (every scan position), as "
+            "DIR/dose_<int>/patched_<split>.npz.",
+            show_default=False,
+            rich_help_panel=STUDY,
         ),
     ] = None,
     phase_d_root: Annotated[
         Path | None,
         typer.Option(
-            "--phase-d-root", help="Phase D root (dose_<int>/<view>/...).", rich_help_panel=STUDY
+            "--phase-d-root",
+            metavar="DIR",
+            help="Phase D: the dense and sparse overlap views, as "
+            "DIR/dose_<int>/<view>/<view>_<split>.npz.",
+            show_default=False,
+            rich_help_panel=STUDY,
         ),
     ] = None,
     artifact_root: Annotated[
         Path | None,
         typer.Option(
-            "--artifact-root", help="Where results and the manifest go.", rich_help_panel=STUDY
+            "--artifact-root",
+            metavar="DIR",
+            help="Where the results, the manifest and the report go.",
+            show_default=False,
+            rich_help_panel=STUDY,
         ),
     ] = None,
     study_root: Annotated[
         Path | None,
         typer.Option(
             "--study-root",
-            help="A prep-synthetic output: sets phase C/D roots to ROOT/phase_c and "
-            "ROOT/phase_d, and the artifact root to ROOT/reconstructions unless given.",
+            metavar="DIR",
+            help="A prep-synthetic output: phase C and D roots DIR/phase_c and DIR/phase_d, "
+            "artifact root DIR/reconstructions (unless given).",
+            show_default=False,
             rich_help_panel=STUDY,
         ),
     ] = None,
     dose: Annotated[
         list[int] | None,
-        typer.Option("--dose", help="Keep this dose (repeatable).", rich_help_panel=STUDY),
+        typer.Option(
+            "--dose",
+            metavar="PHOTONS",
+            parser=p.parse_dose,
+            help="Keep this dose, 1000 or 1e3 alike (repeatable) [default: every dose found].",
+            show_default=False,
+            rich_help_panel=STUDY,
+        ),
     ] = None,
     view: Annotated[
         list[View] | None,
         typer.Option(
             "--view",
-            help="Keep this view (repeatable).",
+            metavar=p.choices(View),
+            help="Keep this view (repeatable) [default: all three].",
             case_sensitive=False,
+            show_default=False,
             rich_help_panel=STUDY,
         ),
     ] = None,
@@ -75,8 +101,10 @@ def study_run_command(
         list[Split] | None,
         typer.Option(
             "--split",
-            help="Keep this split (repeatable).",
+            metavar=p.choices(Split),
+            help="Keep this split (repeatable) [default: both].",
             case_sensitive=False,
+            show_default=False,
             rich_help_panel=STUDY,
         ),
     ] = None,
@@ -84,28 +112,33 @@ def study_run_command(
         bool,
         typer.Option(
             "--allow-missing-phase-d",
-            help="Record missing phase D inputs as skips.",
+            help="Record a missing phase D input as a skip instead of failing.",
             rich_help_panel=STUDY,
         ),
     ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", help="List the jobs and exit (imports no torch).", rich_help_panel=STUDY
+            "--dry-run",
+            help="List the jobs and exit (imports no torch).",
+            rich_help_panel=STUDY,
         ),
     ] = False,
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Rerun jobs whose outputs are already current.", rich_help_panel=STUDY
+            "--force",
+            help="Rerun jobs whose outputs are already current.",
+            rich_help_panel=STUDY,
         ),
     ] = False,
     executor: Annotated[
         Executor,
         typer.Option(
             "--executor",
-            help="Where jobs run: local (this process) or dask (a Dask cluster; needs "
-            "pip install 'flyrecon\\[dask]').",
+            metavar=p.choices(Executor),
+            help="Where jobs run: local (this machine) or dask (a Dask cluster; needs pip "
+            "install 'flyrecon[dask]').",
             case_sensitive=False,
             rich_help_panel=STUDY,
         ),
@@ -114,8 +147,9 @@ def study_run_command(
         str | None,
         typer.Option(
             "--scheduler-address",
-            help="With --executor dask: join the running cluster of this scheduler "
-            "(tcp://host:port).",
+            metavar="URL",
+            help="With --executor dask: join this scheduler's cluster (tcp://host:port).",
+            show_default=False,
             rich_help_panel=STUDY,
         ),
     ] = None,
@@ -124,6 +158,7 @@ def study_run_command(
         typer.Option(
             "--jobs",
             min=1,
+            metavar="N",
             help="Run up to N jobs at once on this machine, each in its own worker process "
             "(on the CPU each gets cores/N torch threads unless --threads; with --device cuda "
             "they share the GPU). 1 runs them in this process.",
@@ -135,8 +170,10 @@ def study_run_command(
         typer.Option(
             "--workers",
             min=1,
+            metavar="N",
             help="With --executor dask: start a local cluster of N single-threaded worker "
-            "processes (default: one per core).",
+            "processes [default: one per core].",
+            show_default=False,
             rich_help_panel=STUDY,
         ),
     ] = None,
@@ -155,18 +192,25 @@ def study_run_command(
     distance_m: p.DistanceOpt = None,
     pixel_size_m: p.PixelSizeOpt = None,
 ) -> None:
-    """Run the study's reconstructions: every dose x view x split job, in this process.
+    """Run the study's reconstructions: every dose x view x split job.
 
-    Each job equals one `flyrecon reconstruct` with the same settings. Writes
-    reconstruction_manifest.json and skip_summary.json at the artifact root after every job.
-    Exit code 0 when every selected job succeeded, 1 when any failed, 2 for usage or input
-    errors, 130 when interrupted.
+    Each job equals one `flyrecon reconstruct` with the same settings, run in this process
+    (or in --jobs worker processes, or on Dask). Writes reconstruction_manifest.json and
+    skip_summary.json at the artifact root after every job, and the study summary and
+    figures at the end; a rerun reuses jobs whose outputs are current. Exit code 0 when every
+    selected job succeeded, 1 when any failed, 2 for usage or input errors, 130 when
+    interrupted.
     """
     with handled():
         if study_root is not None:
-            phase_c_root = phase_c_root or study_root / "phase_c"
-            phase_d_root = phase_d_root or study_root / "phase_d"
-            artifact_root = artifact_root or study_root / "reconstructions"
+            if not study_root.is_dir():
+                raise InputError(
+                    study_root, "study root not found (a prep-synthetic output folder)"
+                )
+            study = StudyRoot(study_root)
+            phase_c_root = phase_c_root or study.phase_c
+            phase_d_root = phase_d_root or study.phase_d
+            artifact_root = artifact_root or study.reconstructions
         missing = [
             name
             for name, value in (
@@ -208,9 +252,10 @@ def study_run_command(
         return
     from flyrecon.study.runner import run_study
 
-    with handled(), _StudyProgress() as observer:
+    with handled(), _progress() as observer:
         result = run_study(options, observer=observer)
     err_console.print(_summary_table(result.records))
+    _print_notes(result.records)
     err_console.print(f"manifest: {result.manifest_path}")
     for path in result.report_paths:
         err_console.print(f"report: {path}")
@@ -220,33 +265,47 @@ def study_run_command(
 
 
 def _dry_run(options: StudyOptions) -> None:
-    from flyrecon.study import plan_study
+    """The jobs a real run would run, after the same checks (and the same messages)."""
+    from flyrecon.study.runner import validate_study
 
-    plan = plan_study(options)
+    with handled():
+        plan, skips = validate_study(options)
+    skipped = {job.key: reason for job, reason in skips}
     table = Table(
         title=f"{len(plan.selected)} of {len(plan.all_jobs)} jobs selected "
-        f"({plan.filtered_out} filtered out)"
+        f"({plan.filtered_out} filtered out, {len(skipped)} to skip)"
     )
     for col in ("dose", "view", "split", "input", "output"):
         table.add_column(col)
     for job in plan.selected:
-        present = "" if job.input_npz.is_file() else " [red](missing)[/]"
+        note = " [yellow](missing: skipped)[/]" if job.key in skipped else ""
         table.add_row(
             str(job.dose),
             str(job.view),
             str(job.split),
-            f"{job.input_npz}{present}",
+            f"{job.input_npz}{note}",
             str(job.output_dir),
         )
     err_console.print(table)
-    if not plan.selected:
-        raise fail("the filters select no job", EXIT_USAGE)
+
+
+STOP_SHORT = {
+    "noise floor": "floor",
+    "converged": "converged",
+    "max epochs": "cap",
+    "fixed epochs": "fixed",
+}
+"""Stop kinds as the summary table shows them (study_summary.md explains them in full)."""
 
 
 def _summary_table(records: list[JobRecord]) -> Table:
-    table = Table(title="study-run")
-    for col in ("dose", "view", "split", "status", "rc", "wall s", "phase SSIM", "error", "reason"):
-        table.add_column(col)
+    """One row per job, narrow enough for 80 columns; reasons for failures follow it."""
+    from rich import box
+
+    table = Table(title="study-run", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    columns = ("dose", "view", "split", "status", "rc", "ep", "stop", "wall s", "SSIM", "error")
+    for col in columns:
+        table.add_column(col, no_wrap=True)
     for r in records:
         m = r.metrics or {}
         style = _STATUS_STYLE.get(r.status, "")
@@ -256,14 +315,34 @@ def _summary_table(records: list[JobRecord]) -> Table:
             str(r.dose),
             str(r.view),
             str(r.split),
-            f"[{style}]{r.status}[/]",
+            f"[{style}]{r.status}[/]" + ("*" if r.reused else ""),
             str(r.returncode),
+            "" if r.epochs_run is None else str(r.epochs_run),
+            STOP_SHORT.get(r.stop_kind or "", r.stop_kind or ""),
             f"{r.wall_time_s or 0:.1f}",
             "" if ssim is None else f"{ssim:.3f}",
             "" if err is None else f"{err:.3f}",
-            "" if r.status in (JobStatus.SUCCEEDED, JobStatus.RESUMED) else r.reason[:80],
         )
     return table
+
+
+def _print_notes(records: list[JobRecord]) -> None:
+    """The table's legend, then one line for each job that did not succeed."""
+    if any(r.reused for r in records):
+        err_console.print("* reused from an earlier run (its own record shown)")
+    err_console.print("stop: floor = below the noise floor, cap = --max-epochs")
+    for r in records:
+        if r.status not in (JobStatus.SUCCEEDED, JobStatus.RESUMED):
+            err_console.print(f"{r.key}: {r.status}: {r.reason}", markup=False)
+
+
+def _progress():
+    """Rich bars on a terminal; plain lines (starts, heartbeats, ends) in a log."""
+    if err_console.is_terminal:
+        return _StudyProgress()
+    from flyrecon.cli._progress import LogLines
+
+    return LogLines(err_console)
 
 
 class _StudyProgress:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from flyrecon import __version__, layout
 from flyrecon.engine import EngineFn, EpochCallback
-from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FlyreconError
+from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError
 from flyrecon.hashing import file_sha256
 from flyrecon.options import ReconSettings, ReconstructOptions, StudyOptions
 from flyrecon.records import JobRecord, JobResult, JobStamp, JobStatus, read_record, write_record
@@ -123,11 +123,12 @@ def run_job(
         if previous is not None:
             return job_record(
                 job,
-                JobStatus.RESUMED,
-                EXIT_OK,
-                "outputs complete and current; not rerun",
+                previous.status,
+                previous.returncode,
+                previous.message,
                 **_result_fields(previous),
-                wall_time_s=0.0,
+                wall_time_s=previous.wall_time_s,
+                reused=True,
                 fingerprint=fingerprint,
                 input_sha256=input_sha,
             )

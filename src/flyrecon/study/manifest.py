@@ -80,6 +80,7 @@ class ManifestWriter:
                 filtered_jobs=len(self.plan.selected),
                 filtered_out=self.plan.filtered_out,
                 missing_jobs=len(self.skipped),
+                reused_jobs=sum(1 for r in self.records if r.reused),
                 jobs=[job_entry(job, o) for job in self.plan.selected],
                 execution_results=self.records,
             ),

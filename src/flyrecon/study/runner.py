@@ -92,6 +92,28 @@ def check_inputs(plan: StudyPlan, allow_missing_phase_d: bool) -> list[tuple[Job
     return skips
 
 
+def validate_study(options: StudyOptions) -> tuple[StudyPlan, list[tuple[Job, str]]]:
+    """The plan and the jobs to skip, or `InputError` (one line): a missing input root, filters
+    that select nothing, a missing input (unless `allow_missing_phase_d` covers it). A real
+    run and `--dry-run` give the same messages."""
+    views = set(options.views or View)
+    needs_d = bool(views - {View.BASELINE})
+    if not options.phase_c_root.is_dir() and View.BASELINE in views:
+        raise InputError(options.phase_c_root, "phase C root not found")
+    if needs_d and not options.phase_d_root.is_dir() and not options.allow_missing_phase_d:
+        raise InputError(
+            options.phase_d_root, "phase D root not found (or pass --allow-missing-phase-d)"
+        )
+    plan = plan_study(options)
+    if not plan.selected:
+        raise InputError(
+            options.phase_c_root,
+            f"the filters select none of the {len(plan.all_jobs)} jobs "
+            f"(doses found: {list(plan.doses_found) or 'none'})",
+        )
+    return plan, check_inputs(plan, options.allow_missing_phase_d)
+
+
 def run_study(
     options: StudyOptions,
     *,
@@ -107,14 +129,7 @@ def run_study(
     covers it), and `StudyLockError` when another run holds the artifact root.
     """
     observer = observer or StudyObserver()
-    plan = plan_study(options)
-    if not plan.selected:
-        raise InputError(
-            options.phase_c_root,
-            f"the filters select none of the {len(plan.all_jobs)} jobs "
-            f"(doses found: {list(plan.doses_found) or 'none'})",
-        )
-    skips = check_inputs(plan, options.allow_missing_phase_d)
+    plan, skips = validate_study(options)
     skipped_keys = {job.key for job, _ in skips}
     executor = executor_for(options)
     with study_lock(options.artifact_root):
@@ -168,6 +183,7 @@ def verdict(result: StudyResult, interrupted: bool, runnable: int) -> tuple[int,
     """The study's exit code and one-line message."""
     failed = [r for r in result.records if r.status in FAILED_STATUSES]
     done = result.count(JobStatus.SUCCEEDED) + result.count(JobStatus.RESUMED)
+    reused = sum(1 for r in result.records if r.reused)
     if interrupted:
         return EXIT_INTERRUPTED, f"interrupted after {done} finished job(s)"
     if runnable == 0:
@@ -178,4 +194,4 @@ def verdict(result: StudyResult, interrupted: bool, runnable: int) -> tuple[int,
     if failed:
         keys = ", ".join(r.key for r in failed)
         return EXIT_FAILED, f"{len(failed)} of {runnable} job(s) failed: {keys}"
-    return EXIT_OK, (f"{done} job(s) succeeded ({result.count(JobStatus.RESUMED)} already current)")
+    return EXIT_OK, f"{done} job(s) succeeded ({reused} reused from an earlier run)"
