@@ -182,12 +182,12 @@ def _quadratic_run(momentum: ObjectMomentum | None, steps: int) -> float:
 
 def test_momentum_speeds_up_slow_convergence() -> None:
     plain = _quadratic_run(None, 40)
-    accelerated = _quadratic_run(ObjectMomentum(None), 40)
+    accelerated = _quadratic_run(ObjectMomentum(0.9), 40)
     assert accelerated < 0.2 * plain  # measured: 0.072 against 0.446
 
 
 def test_momentum_restarts_when_the_engine_turns_back() -> None:
-    momentum = ObjectMomentum(None)
+    momentum = ObjectMomentum(0.9)
     _, beta = momentum.step(torch.zeros(4, dtype=torch.complex64))
     assert beta == 0.0
     betas = [momentum.step(torch.full((4,), float(k), dtype=torch.complex64))[1] for k in (1, 2, 3)]
@@ -210,23 +210,3 @@ def test_the_threshold_lies_below_a_random_walks_straightness() -> None:
     """A random walk of W steps has straightness about 1/sqrt(W): it must not count as
     converged (it is still moving), while jitter about an optimum (0.15-0.25) must."""
     assert 0.25 < STRAIGHTNESS_CONVERGED < 1 / math.sqrt(WINDOW_EPOCHS)
-
-
-def test_smooth_momentum_extrapolates_only_the_slowly_varying_change() -> None:
-    """Momentum on the smooth change: a slowly varying phase drift is carried forward, pixel
-    noise in the change is not."""
-    rng = np.random.default_rng(4)
-    smooth = _smooth()
-    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
-    drift = _smooth_field(rng)
-    momentum = ObjectMomentum(smooth)
-    x = base
-    for k in range(1, 6):
-        noise = torch.as_tensor(0.05 * rng.standard_normal(SHAPE), dtype=torch.float32)
-        x = base * torch.exp(1j * (k * drift + noise))
-        y, beta = momentum.step(x)
-    assert beta > 0
-    step = torch.angle(y * x.conj())[32:64, 40:88]
-    expected = beta * drift[32:64, 40:88]
-    assert torch.corrcoef(torch.stack([step.flatten(), expected.flatten()]))[0, 1] > 0.9
-    assert step.std() < 2 * expected.std()  # the pixel noise (0.05 rad) is not extrapolated

@@ -8,15 +8,14 @@ caller's code path only.
   log-amplitude, mean and plane removed, on the illuminated region).
 - `DriftMonitor`: how consistently the object still moves: the straightness of the path its
   smooth changes trace over a window of epochs.
-- `ObjectMomentum`: Nesterov extrapolation of the object's smooth change between epochs, with
-  adaptive restart.
+- `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive
+  restart.
 - `IterateWindow`: the last iterates; a converged run returns their average.
 
 Why these (measured in docs/performance.md): LSQML's updates are local, so slowly varying
 object errors shrink over hundreds of epochs while the fit to the data hardly changes;
-extrapolating the smooth part of the epoch-to-epoch change removes them several times
-faster (extrapolating the fine structure too amplified noise: quality peaked, then fell).
-Once the slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
+extrapolating along the epoch-to-epoch change removes them several times faster. Once the
+slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
 noise): successive changes cancel, the path over a window stops being straight, and averaging
 the window's iterates removes much of the jitter.
 """
@@ -48,8 +47,10 @@ MIN_EPOCHS_BEFORE_STOP = 2
 """The noise floor never ends a run before this epoch (the object is untouched before)."""
 LOWPASS_SIGMA_PER_DIAMETER = 0.5
 """The low-pass Gaussian's sigma, as a fraction of the probe diameter (90 % power disc)."""
-MOMENTUM_MAX = 0.9
-"""The largest Nesterov extrapolation factor; it grows as (k - 1) / (k + 2) after a restart."""
+MOMENTUM_MAX = 0.7
+"""The largest Nesterov extrapolation factor; it grows as (k - 1) / (k + 2) after a restart.
+0.9 was faster on some objects but overshot on others (quality peaked, then fell); 0.7 held
+on every object measured (docs/performance.md)."""
 
 
 class StopKind(StrEnum):
@@ -253,57 +254,35 @@ class DriftMonitor:
 
 
 class ObjectMomentum:
-    """Nesterov extrapolation between epochs, of the object's smooth change only.
+    """Nesterov extrapolation of the object between epochs, with adaptive restart.
 
-    y_k = x_k exp(beta_k m_k), where x_k is what the engine's epoch made of y_{k-1} and m_k the
-    smooth change from x_{k-1} to x_k (`SmoothChange`: the slowly varying phase and
-    log-amplitude, where the engine's local updates converge slowly; the fine structure, where
-    extrapolation would only amplify noise, is left alone). beta_k = min(MOMENTUM_MAX,
-    (j - 1) / (j + 2)), j counting epochs since the last restart; a restart (beta 0) happens
-    when the engine's own smooth step from y_{k-1} points against m_k (O'Donoghue & Candes
-    2015)."""
+    y_k = x_k + beta_k (x_k - x_{k-1}), where x_k is what the engine's epoch made of y_{k-1};
+    beta_k = min(MOMENTUM_MAX, (j - 1) / (j + 2)), j counting epochs since the last restart; a
+    restart (beta 0) happens when the engine's own step x_k - y_{k-1} points against the
+    momentum x_k - x_{k-1} (O'Donoghue & Candes 2015)."""
 
-    def __init__(self, smooth: SmoothChange | None, beta_max: float = MOMENTUM_MAX) -> None:
-        self.smooth = smooth
+    def __init__(self, beta_max: float = MOMENTUM_MAX) -> None:
         self.beta_max = beta_max
         self.x_prev: Any = None
         self.y_prev: Any = None
         self.j = 1
 
-    def _change(self, a: Any, b: Any) -> Any:
-        if self.smooth is not None:
-            return self.smooth(a, b)
-        return b - a  # the whole change (no smoothing)
-
-    def _inner(self, a: Any, b: Any) -> float:
-        import torch
-
-        if self.smooth is not None:
-            return self.smooth.inner(a, b)
-        return float(torch.real(torch.vdot(a.flatten(), b.flatten())))
-
-    def step(self, x: Any, change: Any = None) -> tuple[Any, float]:
-        """The point to continue from after iterate `x`, and the beta used (0: x itself).
-        `change`: the smooth change from the previous iterate, when already computed."""
+    def step(self, x: Any) -> tuple[Any, float]:
+        """The point to continue from after iterate `x`, and the beta used (0: x itself)."""
         import torch
 
         with torch.no_grad():
             if self.x_prev is None:
                 self.x_prev, self.y_prev = x.clone(), x
                 return x, 0.0
-            momentum = self._change(self.x_prev, x) if change is None else change
-            engine_step = self._change(self.y_prev, x)
-            if self._inner(engine_step, momentum) < 0:
+            momentum = x - self.x_prev
+            engine_step = x - self.y_prev
+            if float(torch.real(torch.vdot(engine_step.flatten(), momentum.flatten()))) < 0:
                 self.j = 1
             else:
                 self.j += 1
             beta = min(self.beta_max, (self.j - 1) / (self.j + 2))
-            if beta == 0:
-                y = x
-            elif self.smooth is not None:
-                y = x * torch.exp(beta * momentum)
-            else:
-                y = x + beta * momentum
+            y = x + beta * momentum if beta > 0 else x
             self.x_prev, self.y_prev = x.clone(), y
         return y, beta
 

@@ -210,8 +210,6 @@ def _torch_state(threads: int | None):
         torch.set_default_dtype(old_dtype)
 
 
-SMOOTH_MOMENTUM = True
-"""Extrapolate only the object's smooth change (True) or the whole change (False)."""
 DEVICE_DATA_SHARE = 0.25
 """Keep the measured patterns on the GPU when they take at most this share of its free memory."""
 
@@ -360,7 +358,7 @@ def run_engine(
                 if auto and counts
                 else None
             )
-            smooth = _smooth_change(task, inp)
+            drift = DriftMonitor(_smooth_change(task, inp)) if auto else None
         except Exception as exc:
             raise ReconstructionError(
                 f"pty-chi could not set up the task: {one_line(exc)}"
@@ -371,8 +369,7 @@ def run_engine(
             torch.set_default_device(None)  # pty-chi's device mode only adds per-call overhead
 
         accelerated = settings.algorithm == Algorithm.ALSQML
-        momentum = ObjectMomentum(smooth if SMOOTH_MOMENTUM else None) if accelerated else None
-        drift = DriftMonitor(smooth) if auto else None
+        momentum = ObjectMomentum() if accelerated else None
         window = IterateWindow() if auto else None
         trace = ConvergenceTrace()
         losses: list[float] = []
@@ -401,16 +398,13 @@ def run_engine(
                     raise ReconstructionError(
                         f"the model's prediction became {fit} at epoch {epoch}"
                     )
-            change = None
-            if previous is not None and epoch >= FIRST_COUNTED_EPOCH:
-                change = smooth(previous, iterate)
-                if drift is not None:
-                    size, straightness = drift.update(change)
+            if drift is not None and previous is not None and epoch >= FIRST_COUNTED_EPOCH:
+                size, straightness = drift.update(drift.smooth(previous, iterate))
             if window is not None:
                 window.push(iterate)
             beta = 0.0
             if momentum is not None and epoch >= 2:
-                point, beta = momentum.step(iterate, change if SMOOTH_MOMENTUM else None)
+                point, beta = momentum.step(iterate)
                 if beta > 0:
                     _set_object(task, point)
             previous = iterate
@@ -441,7 +435,7 @@ def run_engine(
             options_dict = json.loads(json.dumps(options.get_dict(), default=str))
         except Exception:  # pragma: no cover - recording options must never fail a job
             options_dict = {"unavailable": True}
-        del task, check, smooth, drift, window, momentum, previous
+        del task, check, drift, window, momentum, previous
     if auto and not counts and decision.kind == StopKind.CAP:
         decision = StopDecision(
             decision.kind,
