@@ -212,6 +212,43 @@ def row(key: str, cell: dict[str, Any]) -> str:
     )
 
 
+def _peer_cell(cell: dict[str, Any]) -> str:
+    c = cell.get("cdtools")
+    if not c:
+        return " - |"
+    return f" {c['phase_ssim']:.3f} / {c['error']:.4f} ({c['epochs']}) |"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The cell-by-cell table for docs/performance.md."""
+    peer = any("cdtools" in cell for cell in result["cells"].values())
+    lines = [
+        "| cell (patterns) | plain LSQML best SSIM (epoch) / lowest error (epoch) | default "
+        "SSIM / error (epochs, stop) | whole process: default / plain 100 ep | targets met |"
+        + (" cdtools best of 25/50/75/100 ep: SSIM / error (epochs) |" if peer else ""),
+        "|---|---|---|---|---|" + ("---|" if peer else ""),
+    ]
+    for key, cell in result["cells"].items():
+        p, d, v = cell["plain_peak"], cell["default"], cell["verdict"]
+        met = [
+            name
+            for name, ok in (
+                ("SSIM", v["ssim_ok"]),
+                ("error", v["error_ok"]),
+                ("time", v["time_ok"]),
+            )
+            if ok
+        ]
+        lines.append(
+            f"| {key} ({cell['patterns']}) | {p['ssim']:.3f} ({p['ssim_epoch']}) / "
+            f"{p['error']:.4f} ({p['error_epoch']}) | {d['phase_ssim']:.3f} / {d['error']:.4f} "
+            f"({d['epochs']}, {d['stop_kind']}) | {d['seconds']:.1f} / "
+            f"{cell['plain100_seconds']:.1f} s = {v['time_ratio']:.2f} | "
+            f"{', '.join(met) or 'none'} |" + (_peer_cell(cell) if peer else "")
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", type=Path, default=Path("bench_family"))
@@ -223,7 +260,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--peer", action="store_true", help="also cdtools-py (slow)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="print the table of this JSON and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     result = run(args)
     cells = result["cells"].values()
     met = sum(all(c["verdict"][k] for k in ("ssim_ok", "error_ok", "time_ok")) for c in cells)

@@ -3,8 +3,8 @@
 For each dose (1e3, 1e4, 1e5 photons per pattern) and view (baseline, dense, sparse) of one
 split of `flyrecon prep-synthetic` data, these reconstructions run one after the other:
 
-- flyrecon's default (`ReconSettings()`: LSQML stopped automatically at the data's noise
-  floor; see docs/performance.md),
+- flyrecon's default (`ReconSettings()`: aLSQML with its truth-free stop; see
+  docs/performance.md),
 - the peer, cdtools-py 0.3.2 `FancyPtycho` with `Adam_optimize` defaults (lr 0.005, batch 15),
   30 epochs, the probe started from probeGuess scaled to the data, positions fixed,
 - reference settings named with `--also` (default: `lsqml50`, plain LSQML for a fixed 50

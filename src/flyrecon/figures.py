@@ -71,10 +71,14 @@ def _shared_limits(*images: np.ndarray) -> tuple[float, float]:
 
 
 def _image_panel(fig, ax, image: np.ndarray, title: str, cmap: str, limits) -> None:
-    shown = ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    from matplotlib.ticker import MaxNLocator
+
+    shown = ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
-    fig.colorbar(shown, ax=ax, shrink=0.8)
+    bar = fig.colorbar(shown, ax=ax, shrink=0.8)
+    bar.locator = MaxNLocator(4)  # fewer ticks: drawing tick labels is most of a figure's time
+    bar.update_ticks()
 
 
 def _plot_frc(ax, frc: dict[str, list[float]] | None) -> None:
