@@ -330,7 +330,9 @@ def _print_notes(records: list[JobRecord]) -> None:
     """The table's legend, then one line for each job that did not succeed."""
     if any(r.reused for r in records):
         err_console.print("* reused from an earlier run (its own record shown)")
-    err_console.print("stop: floor = below the noise floor, cap = --max-epochs")
+    if any(r.stop_kind for r in records):
+        err_console.print("stop: floor = fit below the noise floor, converged = object stopped")
+        err_console.print("      drifting, cap = --max-epochs, fixed = --num-epochs")
     for r in records:
         if r.status not in (JobStatus.SUCCEEDED, JobStatus.RESUMED):
             err_console.print(f"{r.key}: {r.status}: {r.reason}", markup=False)
