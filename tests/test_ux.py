@@ -223,6 +223,68 @@ def test_summary_has_a_stop_column_and_explains_blank_ms_ssim(tree: Path, monkey
     assert "phase_ms_ssim is blank where" in md  # quick jobs record no MS-SSIM
 
 
+def test_the_summary_table_shows_its_widest_values_whole_at_80_columns() -> None:
+    """rich cuts cells with an ellipsis to fit; the widest values must fit uncut."""
+    from rich.console import Console
+
+    from flyrecon.cli.study_run import _summary_table
+    from flyrecon.records import JobRecord
+
+    widest = JobRecord(
+        dose=100000,
+        view="baseline",
+        split="train",
+        key="dose_100000/baseline/train",
+        input_npz="x.npz",
+        output_dir="out",
+        status=JobStatus.INTERRUPTED,
+        returncode=130,
+        reason="",
+        wall_time_s=1234.5,
+        epochs_run=300,
+        stop_kind="noise floor",
+        metrics={"phase_ssim": 0.123, "complex_relative_error": 0.0456},
+        reused=True,
+    )
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(_summary_table([widest]))
+    text = console.export_text()
+    assert "…" not in text, text
+    for value in ("100000", "baseline", "interrupted*", "130", "300", "1234.5", "0.123"):
+        assert value in text, (value, text)
+
+
+def test_the_report_table_shows_its_widest_values_whole_at_80_columns() -> None:
+    from rich.console import Console
+
+    from flyrecon.cli.report import summary_tables
+
+    row = {
+        "method": "flyrecon",
+        "dose": 100000,
+        "view": "baseline",
+        "split": "train",
+        "status": "interrupted",
+        "epochs": 300,
+        "stop": "noise floor",
+        "wall_time_s": 1234.5,
+        "phase_ssim": 0.1234,
+        "amplitude_ssim": 0.9876,
+        "complex_relative_error": 0.0456,
+        "frc_resolution_0p5_px": 12.34,
+    }
+    other = {**row, "method": "pinn", "status": "not scored: " + "x" * 200, "stop": None}
+    console = Console(width=80, record=True, force_terminal=False)
+    tables = summary_tables([row, other])
+    assert [t.title for t in tables] == ["study summary: flyrecon", "study summary: pinn"]
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    assert "…" not in text, text
+    for value in ("100000", "interrupted", "not scored", "floor", "1234.5", "0.123", "12.3"):
+        assert value in text, (value, text)
+
+
 @pytest.mark.slow
 def test_the_phase_grid_shows_truth_and_views_on_the_scanned_region(tmp_path: Path) -> None:
     """A real small study: each job's phase lands in objectGuess's frame, blank outside what

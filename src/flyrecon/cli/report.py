@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from flyrecon.cli._errors import err_console, handled
+from flyrecon.cli._tables import STOP_LEGEND, compact_table, short_stop
 
 
 def _method(value: str) -> tuple[str, Path]:
@@ -52,42 +53,53 @@ def report_command(
 
             raise InputError(missing[0].split("=", 1)[1], "--method root not found")
         report = write_report(artifact_root, load_records(artifact_root), methods)
-    from flyrecon.report import MS_SSIM_NOTE, STOP_NOTE
+    from flyrecon.report import MS_SSIM_NOTE
 
-    err_console.print(summary_table(report.rows))
-    err_console.print(STOP_NOTE, markup=False)
+    for table in summary_tables(report.rows):
+        err_console.print(table)
+    for line in STOP_LEGEND:
+        err_console.print(line)
     if any(r["phase_ms_ssim"] is None and r["phase_ssim"] is not None for r in report.rows):
         err_console.print(MS_SSIM_NOTE, markup=False)
+    for r in report.rows:
+        if ":" in str(r["status"]):
+            where = f"{r['method']} dose_{r['dose']}/{r['view']}/{r['split']}"
+            err_console.print(f"{where}: {r['status']}", markup=False)
     for path in report.paths:
         err_console.print(f"wrote {path}")
 
 
-def summary_table(rows: list[dict[str, Any]]) -> Table:
-    """The study summary as a rich table."""
-    table = Table(title="study summary")
-    columns = [
-        ("method", "method"),
-        ("dose", "dose"),
-        ("view", "view"),
-        ("split", "split"),
-        ("status", "status"),
-        ("rc", "returncode"),
-        ("epochs", "epochs"),
-        ("stop", "stop"),
-        ("wall s", "wall_time_s"),
-        ("phase SSIM", "phase_ssim"),
-        ("amp SSIM", "amplitude_ssim"),
-        ("error", "complex_relative_error"),
-        ("FRC 0.5 px", "frc_resolution_0p5_px"),
-    ]
-    for title, _ in columns:
-        table.add_column(title, justify="right")
-    for row in rows:
-        cells = []
-        for _, key in columns:
-            value = row.get(key)
-            cells.append(
-                "" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
-            )
-        table.add_row(*cells)
-    return table
+_COLUMNS = (
+    ("dose", "dose", "{}"),
+    ("view", "view", "{}"),
+    ("split", "split", "{}"),
+    ("status", "status", "{}"),
+    ("ep", "epochs", "{}"),
+    ("stop", "stop", "{}"),
+    ("wall s", "wall_time_s", "{:.1f}"),
+    ("SSIM", "phase_ssim", "{:.3f}"),
+    ("amp", "amplitude_ssim", "{:.3f}"),
+    ("error", "complex_relative_error", "{:.3f}"),
+    ("FRC px", "frc_resolution_0p5_px", "{:.1f}"),
+)
+"""Console columns (title, summary key, format); study_summary.csv/.md hold every key."""
+
+
+def summary_tables(rows: list[dict[str, Any]]) -> list[Table]:
+    """The study summary as one 80-column table per method (phase and amplitude SSIM,
+    complex error, FRC 0.5 resolution)."""
+    tables = []
+    for name in dict.fromkeys(row["method"] for row in rows):
+        table = compact_table(f"study summary: {name}", tuple(c[0] for c in _COLUMNS))
+        for row in (r for r in rows if r["method"] == name):
+            cells = []
+            for _, key, fmt in _COLUMNS:
+                value = row.get(key)
+                if key == "stop":
+                    value = short_stop(value) or None
+                elif key == "status":
+                    value = str(value).split(":")[0]  # the reason follows the tables
+                cells.append("" if value is None else fmt.format(value))
+            table.add_row(*cells)
+        tables.append(table)
+    return tables

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
+from flyrecon.cli._tables import STOP_LEGEND, compact_table, short_stop
 from flyrecon.errors import EXIT_USAGE, InputError
 from flyrecon.layout import StudyRoot
 from flyrecon.options import Executor, Split, StudyOptions, View
@@ -289,23 +290,10 @@ def _dry_run(options: StudyOptions) -> None:
     err_console.print(table)
 
 
-STOP_SHORT = {
-    "noise floor": "floor",
-    "converged": "converged",
-    "max epochs": "cap",
-    "fixed epochs": "fixed",
-}
-"""Stop kinds as the summary table shows them (study_summary.md explains them in full)."""
-
-
 def _summary_table(records: list[JobRecord]) -> Table:
     """One row per job, narrow enough for 80 columns; reasons for failures follow it."""
-    from rich import box
-
-    table = Table(title="study-run", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     columns = ("dose", "view", "split", "status", "rc", "ep", "stop", "wall s", "SSIM", "error")
-    for col in columns:
-        table.add_column(col, no_wrap=True)
+    table = compact_table("study-run", columns)
     for r in records:
         m = r.metrics or {}
         style = _STATUS_STYLE.get(r.status, "")
@@ -318,7 +306,7 @@ def _summary_table(records: list[JobRecord]) -> Table:
             f"[{style}]{r.status}[/]" + ("*" if r.reused else ""),
             str(r.returncode),
             "" if r.epochs_run is None else str(r.epochs_run),
-            STOP_SHORT.get(r.stop_kind or "", r.stop_kind or ""),
+            short_stop(r.stop_kind),
             f"{r.wall_time_s or 0:.1f}",
             "" if ssim is None else f"{ssim:.3f}",
             "" if err is None else f"{err:.3f}",
@@ -331,8 +319,8 @@ def _print_notes(records: list[JobRecord]) -> None:
     if any(r.reused for r in records):
         err_console.print("* reused from an earlier run (its own record shown)")
     if any(r.stop_kind for r in records):
-        err_console.print("stop: floor = fit below the noise floor, converged = object stopped")
-        err_console.print("      drifting, cap = --max-epochs, fixed = --num-epochs")
+        for line in STOP_LEGEND:
+            err_console.print(line)
     for r in records:
         if r.status not in (JobStatus.SUCCEEDED, JobStatus.RESUMED):
             err_console.print(f"{r.key}: {r.status}: {r.reason}", markup=False)
