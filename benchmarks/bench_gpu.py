@@ -119,26 +119,17 @@ def plain_loop(npz: Path, device: str, epochs: int) -> dict[str, Any]:
     import torch
 
     from flyrecon.data import load_dataset
-    from flyrecon.engine import build_options, import_ptychi
+    from flyrecon.engine import build_options, import_ptychi, new_task
     from flyrecon.inputs import engine_input
     from flyrecon.options import Algorithm, ReconSettings
     from flyrecon.scoring import score
 
     import_ptychi()
-    from ptychi.api.task import PtychographyTask
-
     settings = ReconSettings(algorithm=Algorithm.LSQML, num_epochs=epochs, device=device)
     dataset = load_dataset(npz)
     inp, canvas = engine_input(dataset, settings)
     options = build_options(settings, device, inp.intensities.shape[0])
-    task = PtychographyTask(
-        options,
-        diffraction_data=inp.intensities,
-        object_data=inp.object_init[None],
-        probe_data=inp.probe_init[None, None],
-        probe_position_x_px=inp.positions_px[:, 1],
-        probe_position_y_px=inp.positions_px[:, 0],
-    )
+    task = new_task(options, inp)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()

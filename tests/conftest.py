@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,12 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def study_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A complete 3-dose study tree (read-only: copy it before changing anything)."""
     return write_study_tree(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture
+def tree(study_tree: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A private copy of the study tree (phase_c/ and phase_d/); returns its root."""
+    root = tmp_path / "study"
+    shutil.copytree(study_tree[0], root / "phase_c")
+    shutil.copytree(study_tree[1], root / "phase_d")
+    return root

@@ -25,14 +25,6 @@ from helpers import crash_on_dense_train, manifest, quick_job, sleep_job, write_
 runner = CliRunner()
 
 
-@pytest.fixture
-def tree(study_tree: tuple[Path, Path], tmp_path: Path) -> Path:
-    root = tmp_path / "study"
-    shutil.copytree(study_tree[0], root / "phase_c")
-    shutil.copytree(study_tree[1], root / "phase_d")
-    return root
-
-
 def _options(root: Path, jobs: int, **settings) -> StudyOptions:
     return StudyOptions(
         phase_c_root=root / "phase_c",

@@ -26,15 +26,6 @@ from helpers import manifest, use_scripted_jobs, write_study_tree
 runner = CliRunner()
 
 
-@pytest.fixture
-def tree(study_tree: tuple[Path, Path], tmp_path: Path) -> Path:
-    """A private copy of the study tree; returns its root."""
-    root = tmp_path / "study"
-    shutil.copytree(study_tree[0], root / "phase_c")
-    shutil.copytree(study_tree[1], root / "phase_d")
-    return root
-
-
 _stub = use_scripted_jobs
 
 

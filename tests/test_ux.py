@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -24,14 +23,6 @@ from helpers import ScriptedJobs, manifest, use_scripted_jobs
 
 runner = CliRunner()
 COMMANDS = ("reconstruct", "prep-synthetic", "study-run", "report", "evaluate", "export")
-
-
-@pytest.fixture
-def tree(study_tree: tuple[Path, Path], tmp_path: Path) -> Path:
-    root = tmp_path / "study"
-    shutil.copytree(study_tree[0], root / "phase_c")
-    shutil.copytree(study_tree[1], root / "phase_d")
-    return root
 
 
 # --------------------------------------------------------------------------- resume

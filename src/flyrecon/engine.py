@@ -273,6 +273,22 @@ class _FitVsNoise:
         return error, float(floor)
 
 
+def new_task(options: Any, inp: EngineInput) -> Any:
+    """A pty-chi task for `inp` with `options` (from `build_options`); line scans included."""
+    from ptychi.api.task import PtychographyTask
+
+    task = PtychographyTask(
+        options,
+        diffraction_data=inp.intensities,
+        object_data=inp.object_init[None],
+        probe_data=inp.probe_init[None, None],
+        probe_position_x_px=inp.positions_px[:, 1],
+        probe_position_y_px=inp.positions_px[:, 0],
+    )
+    _widen_flat_roi(task)
+    return task
+
+
 def _widen_flat_roi(task: Any) -> None:
     """Give pty-chi's region of interest at least one pixel in each direction.
 
@@ -335,8 +351,6 @@ def run_engine(
     rule = StopRule(max_epochs=planned, use_noise_floor=counts) if auto else None
     with _torch_state(settings.threads), warnings.catch_warnings(), _fast_fourier_shift():
         warnings.filterwarnings("ignore", category=UserWarning)
-        from ptychi.api.task import PtychographyTask
-
         logging.getLogger("ptychi").setLevel(logging.WARNING)
         options = build_options(settings, device, inp.intensities.shape[0])
         options.reconstructor_options.num_epochs = planned
@@ -344,15 +358,7 @@ def run_engine(
             device, inp.intensities.nbytes
         )
         try:
-            task = PtychographyTask(
-                options,
-                diffraction_data=inp.intensities,
-                object_data=inp.object_init[None],
-                probe_data=inp.probe_init[None, None],
-                probe_position_x_px=inp.positions_px[:, 1],
-                probe_position_y_px=inp.positions_px[:, 0],
-            )
-            _widen_flat_roi(task)
+            task = new_task(options, inp)
             check = (
                 _FitVsNoise(task, inp.intensities, inp.positions_px, settings.seed)
                 if auto and counts

@@ -121,16 +121,8 @@ def run_job(
     if not options.force:
         previous = _current_result(job, fingerprint)
         if previous is not None:
-            return job_record(
-                job,
-                previous.status,
-                previous.returncode,
-                previous.message,
-                **_result_fields(previous),
-                wall_time_s=previous.wall_time_s,
-                reused=True,
-                fingerprint=fingerprint,
-                input_sha256=input_sha,
+            return _record_from_result(
+                job, previous, reused=True, fingerprint=fingerprint, input_sha256=input_sha
             )
     (job.output_dir / layout.JOB_JSON).unlink(missing_ok=True)
     start = time.perf_counter()
@@ -148,15 +140,19 @@ def run_job(
             job.output_dir / layout.JOB_JSON,
             JobStamp(fingerprint=fingerprint, input_sha256=input_sha, key=job.key),
         )
+    return _record_from_result(job, result, fingerprint=fingerprint, input_sha256=input_sha)
+
+
+def _record_from_result(job: Job, result: JobResult, **fields: Any) -> JobRecord:
+    """The record of `job` from its result (result.json), with `fields` added."""
     return job_record(
         job,
         result.status,
         result.returncode,
         result.message,
-        **_result_fields(result),
         wall_time_s=result.wall_time_s,
-        fingerprint=fingerprint,
-        input_sha256=input_sha,
+        **_result_fields(result),
+        **fields,
     )
 
 
