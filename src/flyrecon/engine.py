@@ -93,35 +93,23 @@ ADAM_MIN_UPDATES = 8
 """Default Adam batches hold at most 1/8 of the patterns: >= 8 updates per epoch."""
 
 
+PTYCHI_DEFERRED = {"torchvision.transforms": ("GaussianBlur",), "sklearn.cluster": ()}
+"""What pty-chi imports when it loads but a reconstruction seldom calls (see `import_ptychi`)."""
+
+
 def import_ptychi() -> None:
-    """Import pty-chi without paying for torchvision's import (about 1.5 s of every run).
+    """Import pty-chi without importing torchvision and scikit-learn (about 1.5 s of a run).
 
-    pty-chi imports torchvision at import time for one name, `transforms.GaussianBlur`, used
-    only to smooth random test images; torchvision's own import pulls in torch._dynamo. While
-    pty-chi is imported, a stand-in torchvision module offers a `GaussianBlur` that imports
-    the real one when first called; the stand-in is removed right after, so any later
-    `import torchvision` in this process gets the real package. Does nothing when pty-chi or
-    torchvision is already imported.
+    pty-chi imports torchvision for one name, `transforms.GaussianBlur` (it smooths random
+    test images), and `sklearn.cluster` for k-means batches. While pty-chi loads, placeholders
+    (`flyrecon.deferred`) stand in for both; what pty-chi keeps of them imports the real
+    module when first used. Any later `import torchvision` or `import sklearn` in this process
+    gets the real packages.
     """
-    import sys
-    import types
+    from flyrecon.deferred import stand_ins
 
-    if "ptychi.api.task" in sys.modules or "torchvision" in sys.modules:
-        import ptychi.api.task
-
-        return
-    package = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    transforms.GaussianBlur = _real_gaussian_blur  # type: ignore[attr-defined]
-    package.transforms = transforms  # type: ignore[attr-defined]
-    stand_ins = {"torchvision": package, "torchvision.transforms": transforms}
-    sys.modules.update(stand_ins)
-    try:
+    with stand_ins(PTYCHI_DEFERRED):
         import ptychi.api.task  # noqa: F401
-    finally:
-        for name, module in stand_ins.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
 
 
 def warm_up(device: Device) -> None:
@@ -133,13 +121,6 @@ def warm_up(device: Device) -> None:
 
         if torch.cuda.is_available():
             torch.cuda.init()
-
-
-def _real_gaussian_blur(*args: Any, **kwargs: Any) -> Any:
-    """torchvision's GaussianBlur, imported on first use (see `import_ptychi`)."""
-    from torchvision.transforms import GaussianBlur
-
-    return GaussianBlur(*args, **kwargs)
 
 
 def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:

@@ -60,8 +60,6 @@ def illuminated_mask(
     Positions are probe centres (pixel N/2 of the probe window) in canvas pixels, rounded to
     whole pixels; the sum is a convolution of the position counts with |probe|^2.
     """
-    from scipy.signal import fftconvolve
-
     ph, pw = probe.shape
     rows, cols = shape
     top = np.rint(np.asarray(ycoords)).astype(int) - ph // 2 + ph
@@ -69,12 +67,20 @@ def illuminated_mask(
     counts = np.zeros((rows + 2 * ph, cols + 2 * pw))
     keep = (top >= 0) & (top <= rows + ph) & (left >= 0) & (left <= cols + pw)
     np.add.at(counts, (top[keep], left[keep]), 1.0)
-    cover = fftconvolve(counts, np.abs(probe).astype(np.float64) ** 2, mode="full")
+    cover = _convolve_full(counts, np.abs(probe).astype(np.float64) ** 2)
     cover = cover[ph : ph + rows, pw : pw + cols]
     peak = cover.max()
     if peak <= 0:
         return np.zeros(shape, dtype=bool)
     return cover >= threshold * peak
+
+
+def _convolve_full(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The full linear convolution of two real 2-D arrays, by FFT (numpy's: scipy.signal's
+    import alone costs about 0.9 s of a run)."""
+    shape = (a.shape[0] + b.shape[0] - 1, a.shape[1] + b.shape[1] - 1)
+    spectrum = np.fft.rfft2(a, shape) * np.fft.rfft2(b, shape)
+    return np.fft.irfft2(spectrum, shape)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:

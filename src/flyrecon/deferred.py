@@ -1,0 +1,76 @@
+"""Import a library without the modules it imports at load time but seldom calls.
+
+pty-chi imports torchvision (for one image filter) and scikit-learn (for k-means batching) when
+it loads, about 1.5 s of every run on a laptop core, although a default reconstruction uses
+neither. `stand_ins` puts placeholder modules in `sys.modules` for the length of one import.
+What the imported code keeps of a placeholder (the module, or a name imported from it) turns
+into the real thing when first used, so code that does use those names still works.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+
+class DeferredModule(types.ModuleType):
+    """Stands in for the module of the same name; reading an attribute imports the real one."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or sys.modules.get(self.__name__) is self:
+            # dunders (import machinery) and reads while the placeholder is installed stay
+            # here: the real module cannot be imported under it
+            raise AttributeError(f"deferred module {self.__name__!r} has no attribute {attr!r}")
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def deferred_callable(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports `module` when first called and calls its `name`."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__module__ = __name__
+    call.__doc__ = f"`{module}.{name}`, imported on first call."
+    return call
+
+
+@functools.cache
+def _placeholder_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Every dotted prefix of `names`, parents first."""
+    prefixes = {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}
+    return tuple(sorted(prefixes, key=lambda n: (n.count("."), n)))
+
+
+@contextmanager
+def stand_ins(modules: Mapping[str, Sequence[str]]) -> Iterator[None]:
+    """Placeholders for `modules` while the body runs.
+
+    `modules` maps a dotted module name to the names the guarded code imports from it with
+    `from module import name` (each becomes a `deferred_callable`). A module whose top-level
+    package is already imported is left alone. The placeholders leave `sys.modules` when the
+    body ends, so any later import gets the real modules.
+    """
+    wanted = tuple(name for name in modules if name.split(".")[0] not in sys.modules)
+    installed: dict[str, DeferredModule] = {}
+    for full in _placeholder_names(wanted):
+        module = installed[full] = DeferredModule(full)
+        parent, _, child = full.rpartition(".")
+        if parent:
+            setattr(installed[parent], child, module)
+    for full in wanted:
+        for name in modules[full]:
+            setattr(installed[full], name, deferred_callable(full, name))
+    sys.modules.update(installed)
+    try:
+        yield
+    finally:
+        for full, module in installed.items():
+            if sys.modules.get(full) is module:
+                del sys.modules[full]
