@@ -2,7 +2,7 @@
 
 For every cell (data set x dose x view, train split) of the object family in `_family.py`
 (scikit-image image pairs and flyrecon's procedural object, raster and Fermat scans, two
-steps; `--held-back` runs the set kept out of the tuning):
+steps; `--held-back` runs the set kept out of the tuning, `--fresh` the set made later):
 
 - **plain LSQML's peak**: plain pty-chi LSQML (batches of 64, blind flat start, probeGuess
   scaled) for `--epochs` (300) epochs, scored against the truth after every epoch up to 30,
@@ -161,9 +161,10 @@ def verdict(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sets = _family.HELD_BACK if args.held_back else _family.TUNING
+    sets = _family.FRESH if args.fresh else _family.HELD_BACK if args.held_back else _family.TUNING
     if args.sets:
-        sets = tuple(s for s in (*_family.TUNING, *_family.HELD_BACK) if s.name in args.sets)
+        every = (*_family.TUNING, *_family.HELD_BACK, *_family.FRESH)
+        sets = tuple(s for s in every if s.name in args.sets)
     root = args.root
     cache_path = root / "plain_traces.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -253,6 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", type=Path, default=Path("bench_family"))
     parser.add_argument("--held-back", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="the set made after the others")
     parser.add_argument("--sets", nargs="*")
     parser.add_argument("--doses", nargs="*", type=int, default=list(_family.DOSES))
     parser.add_argument("--views", nargs="*", default=["baseline", "dense", "sparse"])
