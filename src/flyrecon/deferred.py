@@ -55,7 +55,9 @@ def stand_ins(modules: Mapping[str, Sequence[str]]) -> Iterator[None]:
     `modules` maps a dotted module name to the names the guarded code imports from it with
     `from module import name` (each becomes a `deferred_callable`). A module whose top-level
     package is already imported is left alone. The placeholders leave `sys.modules` when the
-    body ends, so any later import gets the real modules.
+    body ends, so any later import gets the real modules. Another thread that imports one of
+    these modules during the body would get the placeholder: `engine.warm_up` imports
+    pty-chi while flyrecon's main thread only loads data with numpy.
     """
     wanted = tuple(name for name in modules if name.split(".")[0] not in sys.modules)
     installed: dict[str, DeferredModule] = {}
