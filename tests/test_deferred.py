@@ -99,3 +99,18 @@ def test_ptychi_loads_without_torchvision_or_sklearn_and_still_gets_them() -> No
     assert lines[1].startswith("torchvision.transforms")
     assert lines[2].startswith("sklearn.cluster")
     assert lines[3] == "True"
+
+
+def test_import_ptychi_installs_nothing_once_ptychi_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flyrecon.deferred
+    from flyrecon.engine import import_ptychi
+
+    import_ptychi()
+
+    def no_stand_ins(*args: object) -> None:
+        raise AssertionError("placeholders installed although pty-chi is loaded")
+
+    monkeypatch.setattr(flyrecon.deferred, "stand_ins", no_stand_ins)
+    import_ptychi()  # called before every pty-chi use: must return at once

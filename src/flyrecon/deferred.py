@@ -9,7 +9,6 @@ into the real thing when first used, so code that does use those names still wor
 
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
 import types
@@ -41,7 +40,6 @@ def deferred_callable(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
-@functools.cache
 def _placeholder_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """Every dotted prefix of `names`, parents first."""
     prefixes = {".".join(n.split(".")[: i + 1]) for n in names for i in range(n.count(".") + 1)}

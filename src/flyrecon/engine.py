@@ -104,8 +104,13 @@ def import_ptychi() -> None:
     test images), and `sklearn.cluster` for k-means batches. While pty-chi loads, placeholders
     (`flyrecon.deferred`) stand in for both; what pty-chi keeps of them imports the real
     module when first used. Any later `import torchvision` or `import sklearn` in this process
-    gets the real packages.
+    gets the real packages. Once pty-chi is loaded this returns at once (it is called before
+    every use).
     """
+    import sys
+
+    if "ptychi.api.task" in sys.modules:
+        return
     from flyrecon.deferred import stand_ins
 
     with stand_ins(PTYCHI_DEFERRED):

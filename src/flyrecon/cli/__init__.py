@@ -90,7 +90,7 @@ def main() -> None:
     Once the command is done (its files are closed and renamed), the objects alive are frozen
     out of the garbage collector: the interpreter's final collections would otherwise walk
     every object torch, pty-chi and their imports left behind, about 1.3 s of every
-    reconstruct process here (benchmarks/bench_startup.py).
+    reconstruct process here (measured with benchmarks/bench_overhead.py).
     """
     try:
         app()
