@@ -114,3 +114,79 @@ def test_import_ptychi_installs_nothing_once_ptychi_is_loaded(
 
     monkeypatch.setattr(flyrecon.deferred, "stand_ins", no_stand_ins)
     import_ptychi()  # called before every pty-chi use: must return at once
+
+
+def _run_python(code: str) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("\n")
+
+
+def test_optimizers_step_without_torch_dynamo_and_torch_is_whole_afterwards() -> None:
+    lines = _run_python(
+        """
+        import sys, torch
+        from torch.optim import Optimizer
+        from flyrecon.deferred import eager_dynamo
+        p = torch.nn.Parameter(torch.ones(3))
+        with eager_dynamo():
+            opt = torch.optim.SGD([p], lr=0.5)
+            for _ in range(2):
+                p.grad = torch.ones(3)
+                opt.step()
+                opt.zero_grad()
+            print(type(sys.modules["torch._dynamo"]).__name__)
+        print("torch._dynamo" in sys.modules, "_dynamo" in vars(torch))
+        print(p.detach().tolist())
+        cached = vars(Optimizer.add_param_group.__wrapped__).get("__dynamo_disable")
+        print(cached is None)
+        import torch._dynamo
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))]})
+        p.grad = torch.ones(3)
+        opt.step()
+        fn = Optimizer.add_param_group.__wrapped__
+        print(hasattr(torch._dynamo, "optimize"), vars(fn)["__dynamo_disable"] is not fn)
+        """
+    )
+    assert lines[0] == "_EagerDynamo"
+    assert lines[1] == "False False"  # never imported, and nothing of the stand-in left
+    assert lines[2] == "[0.0, 0.0, 0.0]"  # two SGD steps of 0.5
+    assert lines[3] == "True"  # torch's cache of the stand-in's `disable` undone
+    assert lines[4] == "True True"  # later the real module, wrapping as usual
+
+
+def test_anything_else_of_torch_dynamo_loads_the_real_module() -> None:
+    lines = _run_python(
+        """
+        import sys, torch
+        from flyrecon.deferred import eager_dynamo
+        with eager_dynamo():
+            stand_in = sys.modules["torch._dynamo"]
+            print(stand_in.config.__name__)
+            print(type(sys.modules["torch._dynamo"]).__name__)
+        real = sys.modules["torch._dynamo"]
+        print(type(real).__name__, torch._dynamo is real)
+        """
+    )
+    assert lines[0] == "torch._dynamo.config"
+    assert lines[1] == "module" and lines[2] == "module True"
+
+
+def test_a_reconstruction_does_not_import_torch_dynamo(tiny_npz: Path, tmp_path: Path) -> None:
+    lines = _run_python(
+        f"""
+        import sys
+        from flyrecon.cli import main
+        sys.argv = ["flyrecon", "reconstruct", "--input-npz", {str(tiny_npz)!r},
+                    "--output-dir", {str(tmp_path / "out")!r}, "--num-epochs", "3",
+                    "--device", "cpu"]
+        try:
+            main()
+        except SystemExit as exc:
+            print("exit", exc.code)
+        print("torch._dynamo" in sys.modules)
+        """
+    )
+    assert lines[-2] == "False", lines

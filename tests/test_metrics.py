@@ -85,6 +85,17 @@ def test_illuminated_mask_matches_a_loop_over_positions() -> None:
     assert np.array_equal(got, expected)
 
 
+def test_psnr_matches_scikit_image() -> None:
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(40, 50))
+    recon = truth + rng.normal(scale=0.1, size=truth.shape)
+    expected = peak_signal_noise_ratio(truth, recon, data_range=2 * np.pi)
+    assert metrics.psnr_db(truth, recon, 2 * np.pi) == pytest.approx(expected, rel=1e-12)
+    assert metrics.psnr_db(truth, truth, 1.0) == metrics.PSNR_CAP_DB
+
+
 def test_identical_images_score_perfectly(truth: np.ndarray) -> None:
     scores = compare(truth, truth, disc_mask())
     assert scores["registration_shift_px"] == pytest.approx([0, 0], abs=1e-9)

@@ -330,12 +330,19 @@ def run_engine(
     )
 
     import_ptychi()
+    from flyrecon.deferred import eager_dynamo
+
     device = resolve_device(settings.device)
     auto = settings.num_epochs is None
     planned = settings.max_epochs if auto else settings.num_epochs
     counts = counts_like(inp.intensities)
     rule = StopRule(max_epochs=planned, use_noise_floor=counts) if auto else None
-    with _torch_state(settings.threads), warnings.catch_warnings(), _fast_fourier_shift():
+    with (
+        _torch_state(settings.threads),
+        warnings.catch_warnings(),
+        _fast_fourier_shift(),
+        eager_dynamo(),
+    ):
         warnings.filterwarnings("ignore", category=UserWarning)
         logging.getLogger("ptychi").setLevel(logging.WARNING)
         options = build_options(settings, device, inp.intensities.shape[0])

@@ -74,7 +74,7 @@ def _image_panel(fig, ax, image: np.ndarray, title: str, cmap: str, limits) -> N
     from matplotlib.ticker import MaxNLocator
 
     shown = ax.imshow(image, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, y=1.0)  # a fixed y skips matplotlib's title placement
     ax.set_axis_off()
     bar = fig.colorbar(shown, ax=ax, shrink=0.8)
     bar.locator = MaxNLocator(4)  # fewer ticks: drawing tick labels is most of a figure's time
@@ -84,7 +84,7 @@ def _image_panel(fig, ax, image: np.ndarray, title: str, cmap: str, limits) -> N
 def _plot_frc(ax, frc: dict[str, list[float]] | None) -> None:
     from flyrecon.metrics import frc_resolution_px
 
-    ax.set_title("Fourier ring correlation", fontsize=10)
+    ax.set_title("Fourier ring correlation", fontsize=10, y=1.0)
     if not frc or not frc.get("frc"):
         ax.text(0.5, 0.5, "no FRC", ha="center", va="center", transform=ax.transAxes)
         return
@@ -122,7 +122,7 @@ def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = Non
     and the stop epoch marked."""
     from flyrecon.convergence import STRAIGHTNESS_CONVERGED
 
-    ax.set_title("loss and automatic stop" if marks else "loss", fontsize=10)
+    ax.set_title("loss and automatic stop" if marks else "loss", fontsize=10, y=1.0)
     loss = np.asarray(loss, dtype=np.float64)
     if loss.size == 0:
         ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
@@ -148,8 +148,8 @@ def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = Non
     if straight.size and np.isfinite(straight).any():
         right.plot(epochs[: straight.size], straight, color="C2", lw=1, label="drift straightness")
         right.axhline(STRAIGHTNESS_CONVERGED, color="C2", ls=":", lw=1)
-    if marks.averaged_epochs:
-        right.axvspan(
+    if marks.averaged_epochs:  # on the loss axes: under the loss line and the stop mark
+        ax.axvspan(
             marks.stop_epoch - marks.averaged_epochs + 0.5,
             marks.stop_epoch + 0.5,
             color="0.85",

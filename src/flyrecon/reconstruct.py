@@ -229,8 +229,10 @@ def _import_reporting() -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot
     import scipy.ndimage  # noqa: F401
-    import skimage.metrics
-    import skimage.registration  # noqa: F401
+
+    # the functions, not the packages: scikit-image loads submodules on first attribute access
+    from skimage.metrics import structural_similarity  # noqa: F401
+    from skimage.registration import phase_cross_correlation  # noqa: F401
 
 
 def _prefetch_imports() -> threading.Thread:
