@@ -71,6 +71,19 @@ def test_a_module_already_imported_is_left_alone(packages: Path) -> None:
     assert not isinstance(consumer.heavypkg, DeferredModule)
 
 
+def test_a_placeholder_can_sit_under_a_real_parent_package(packages: Path) -> None:
+    import builtins
+
+    import heavypkg  # the real package, without its submodule
+
+    with stand_ins({"heavypkg.sub": ("double",)}):
+        import consumer
+    assert consumer.heavypkg is heavypkg and getattr(builtins, "heavypkg_loads", 0) == 0
+    assert consumer.double(2) == 4 and type(consumer.make()).__module__ == "heavypkg.sub"
+    assert builtins.heavypkg_loads == 1
+    assert not isinstance(heavypkg.sub, DeferredModule)  # the real module replaced it
+
+
 def test_placeholders_leave_even_when_the_import_fails(packages: Path) -> None:
     (packages / "broken.py").write_text("import heavypkg.sub\nraise RuntimeError('no')\n")
     with pytest.raises(RuntimeError), stand_ins({"heavypkg.sub": ()}):
@@ -79,18 +92,21 @@ def test_placeholders_leave_even_when_the_import_fails(packages: Path) -> None:
     sys.modules.pop("broken", None)
 
 
-def test_ptychi_loads_without_torchvision_or_sklearn_and_still_gets_them() -> None:
+def test_ptychi_loads_without_what_it_seldom_uses_and_still_gets_it() -> None:
     code = textwrap.dedent(
         """
         import sys
         from flyrecon.engine import import_ptychi
         import_ptychi()
-        print(sorted(m for m in ("torchvision", "sklearn") if m in sys.modules))
+        deferred = ("torchvision", "sklearn", "scipy.spatial")
+        print(sorted(m for m in deferred if m in sys.modules))
         import ptychi.io_handles, ptychi.utils
         print(type(ptychi.utils.GaussianBlur(3)).__module__)
         print(ptychi.io_handles.sklearn.cluster.KMeans.__module__)
-        import sklearn.cluster, torchvision
+        print(ptychi.io_handles.scipy.spatial.distance.cdist.__module__)
+        import sklearn.cluster, torchvision, scipy.spatial
         print(sklearn.cluster.KMeans is ptychi.io_handles.sklearn.cluster.KMeans)
+        print(type(sys.modules["scipy.spatial"]).__name__)
         """
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -98,7 +114,9 @@ def test_ptychi_loads_without_torchvision_or_sklearn_and_still_gets_them() -> No
     assert lines[0] == "[]"
     assert lines[1].startswith("torchvision.transforms")
     assert lines[2].startswith("sklearn.cluster")
-    assert lines[3] == "True"
+    assert lines[3].startswith("scipy.spatial")
+    assert lines[4] == "True"
+    assert lines[5] == "module"
 
 
 def test_import_ptychi_installs_nothing_once_ptychi_is_loaded(

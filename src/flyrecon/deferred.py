@@ -1,8 +1,8 @@
 """Import a library without the modules it imports at load time but seldom calls.
 
-pty-chi imports torchvision (for one image filter) and scikit-learn (for k-means batching) when
-it loads, about 1.5 s of every run on a laptop core, although a default reconstruction uses
-neither. `stand_ins` puts placeholder modules in `sys.modules` for the length of one import.
+pty-chi imports torchvision (for one image filter), scikit-learn and scipy.spatial (for k-means
+batching) when it loads, about 1.7 s of every run on a laptop core, although a default
+reconstruction uses none of them. `stand_ins` puts placeholder modules in `sys.modules` for the length of one import.
 What the imported code keeps of a placeholder (the module, or a name imported from it) turns
 into the real thing when first used, so code that does use those names still works.
 
@@ -54,19 +54,23 @@ def stand_ins(modules: Mapping[str, Sequence[str]]) -> Iterator[None]:
     """Placeholders for `modules` while the body runs.
 
     `modules` maps a dotted module name to the names the guarded code imports from it with
-    `from module import name` (each becomes a `deferred_callable`). A module whose top-level
-    package is already imported is left alone. The placeholders leave `sys.modules` when the
-    body ends, so any later import gets the real modules. Another thread that imports one of
-    these modules during the body would get the placeholder: `engine.warm_up` imports
-    pty-chi while flyrecon's main thread only loads data with numpy.
+    `from module import name` (each becomes a `deferred_callable`). A module already imported
+    is left alone, and so is a parent package already imported: the placeholder then sits
+    under the real package, as its attribute until the real module replaces it. The
+    placeholders leave `sys.modules` when the body ends, so any later import gets the real
+    modules. Another thread that imports one of these modules during the body would get the
+    placeholder: `engine.warm_up` imports pty-chi while flyrecon's main thread only loads
+    data with numpy.
     """
-    wanted = tuple(name for name in modules if name.split(".")[0] not in sys.modules)
+    wanted = tuple(name for name in modules if name not in sys.modules)
     installed: dict[str, DeferredModule] = {}
     for full in _placeholder_names(wanted):
+        if full in sys.modules:
+            continue  # a real parent package stays
         module = installed[full] = DeferredModule(full)
         parent, _, child = full.rpartition(".")
-        if parent:
-            setattr(installed[parent], child, module)
+        if parent:  # as an import would; a real parent keeps it until the real one loads
+            setattr(installed.get(parent) or sys.modules[parent], child, module)
     for full in wanted:
         for name in modules[full]:
             setattr(installed[full], name, deferred_callable(full, name))
