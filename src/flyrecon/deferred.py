@@ -2,9 +2,10 @@
 
 pty-chi imports torchvision (for one image filter), scikit-learn and scipy.spatial (for k-means
 batching) when it loads, about 1.7 s of every run on a laptop core, although a default
-reconstruction uses none of them. `stand_ins` puts placeholder modules in `sys.modules` for the length of one import.
-What the imported code keeps of a placeholder (the module, or a name imported from it) turns
-into the real thing when first used, so code that does use those names still works.
+reconstruction uses none of them. `stand_ins` puts placeholder modules in `sys.modules` for
+the length of one import. What the imported code keeps of a placeholder (the module, or a
+name imported from it) turns into the real thing when first used, so code that does use those
+names still works.
 
 `eager_dynamo` does the same for `torch._dynamo`, which torch.optim imports on an optimizer's
 first step (another 1.3 s) although eager code only calls two no-ops of it.
