@@ -84,6 +84,20 @@ def test_a_placeholder_can_sit_under_a_real_parent_package(packages: Path) -> No
     assert not isinstance(heavypkg.sub, DeferredModule)  # the real module replaced it
 
 
+def test_a_lazy_real_parent_loses_the_placeholder_when_the_body_ends(packages: Path) -> None:
+    (packages / "heavypkg" / "__init__.py").write_text(
+        "import importlib\n"
+        "def __getattr__(name):\n"
+        "    return importlib.import_module(f'heavypkg.{name}')\n"
+    )
+    import heavypkg
+
+    with stand_ins({"heavypkg.sub": ()}):
+        assert isinstance(heavypkg.sub, DeferredModule)
+    assert "sub" not in vars(heavypkg)
+    assert heavypkg.sub.double(3) == 6  # scipy-style lazy loading gives the real module
+
+
 def test_placeholders_leave_even_when_the_import_fails(packages: Path) -> None:
     (packages / "broken.py").write_text("import heavypkg.sub\nraise RuntimeError('no')\n")
     with pytest.raises(RuntimeError), stand_ins({"heavypkg.sub": ()}):
@@ -192,6 +206,19 @@ def test_anything_else_of_torch_dynamo_loads_the_real_module() -> None:
     assert lines[1] == "module" and lines[2] == "module True"
 
 
+def test_a_submodule_of_torch_dynamo_imports_under_the_stand_in() -> None:
+    lines = _run_python(
+        """
+        import sys, torch
+        from flyrecon.deferred import eager_dynamo
+        with eager_dynamo():
+            import torch._dynamo.config
+            print(torch._dynamo.config.__name__, type(sys.modules["torch._dynamo"]).__name__)
+        """
+    )
+    assert lines[0] == "torch._dynamo.config module"
+
+
 def test_a_reconstruction_does_not_import_torch_dynamo(tiny_npz: Path, tmp_path: Path) -> None:
     lines = _run_python(
         f"""
@@ -207,4 +234,4 @@ def test_a_reconstruction_does_not_import_torch_dynamo(tiny_npz: Path, tmp_path:
         print("torch._dynamo" in sys.modules)
         """
     )
-    assert lines[-2] == "False", lines
+    assert lines[-3:] == ["exit 0", "False", ""], lines

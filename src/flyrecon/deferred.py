@@ -82,6 +82,12 @@ def stand_ins(modules: Mapping[str, Sequence[str]]) -> Iterator[None]:
         for full, module in installed.items():
             if sys.modules.get(full) is module:
                 del sys.modules[full]
+            # a real parent that loads its submodules on demand (scipy) gets them that way
+            # again; one that does not keeps the placeholder, which forwards to the real one
+            parent, _, child = full.rpartition(".")
+            owner = vars(sys.modules[parent]) if parent in sys.modules else {}
+            if owner.get(child) is module and "__getattr__" in owner:
+                delattr(sys.modules[parent], child)
 
 
 class _EagerDynamo(types.ModuleType):
@@ -109,10 +115,12 @@ class _EagerDynamo(types.ModuleType):
         return fn
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
+        # `__path__`: an import of a submodule (`import torch._dynamo.config`) needs the real
+        # package; other dunders are the import machinery asking about this module itself
+        if attr.startswith("__") and attr != "__path__":
             raise AttributeError(f"eager stand-in for torch._dynamo has no {attr!r}")
         if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
+            sys.modules.pop(self.__name__, None)  # another thread may have got here first
         return getattr(importlib.import_module(self.__name__), attr)
 
 

@@ -108,9 +108,11 @@ def import_ptychi() -> None:
     test images), and `sklearn.cluster` and `scipy.spatial` for k-means batches. While pty-chi
     loads, placeholders (`flyrecon.deferred`) stand in for them; what pty-chi keeps of them
     imports the real module when first used. Any later import of them in this process gets
-    the real modules. scipy's own package (13 ms) is imported first, so that a thread
-    importing another part of scipy meanwhile gets the real package. Once pty-chi is loaded
-    this returns at once (it is called before every use).
+    the real modules. scipy's own package (13 ms) is imported first, so that only
+    `scipy.spatial` is a placeholder. While pty-chi loads, another thread must not import
+    these modules, nor parts of scipy that import scipy.spatial (signal, stats, interpolate):
+    `reconstruct` only loads the data with numpy meanwhile. Once pty-chi is loaded this
+    returns at once (it is called before every use).
     """
     import sys
 
