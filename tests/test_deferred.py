@@ -106,8 +106,16 @@ def test_placeholders_leave_even_when_the_import_fails(packages: Path) -> None:
     sys.modules.pop("broken", None)
 
 
+def _run_python(code: str) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("\n")
+
+
 def test_ptychi_loads_without_what_it_seldom_uses_and_still_gets_it() -> None:
-    code = textwrap.dedent(
+    lines = _run_python(
         """
         import sys
         from flyrecon.engine import import_ptychi
@@ -123,8 +131,6 @@ def test_ptychi_loads_without_what_it_seldom_uses_and_still_gets_it() -> None:
         print(type(sys.modules["scipy.spatial"]).__name__)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    lines = proc.stdout.split("\n")
     assert lines[0] == "[]"
     assert lines[1].startswith("torchvision.transforms")
     assert lines[2].startswith("sklearn.cluster")
@@ -136,7 +142,7 @@ def test_ptychi_loads_without_what_it_seldom_uses_and_still_gets_it() -> None:
 def test_import_ptychi_installs_nothing_once_ptychi_is_loaded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flyrecon.deferred
+    import flyrecon.engine
     from flyrecon.engine import import_ptychi
 
     import_ptychi()
@@ -144,16 +150,8 @@ def test_import_ptychi_installs_nothing_once_ptychi_is_loaded(
     def no_stand_ins(*args: object) -> None:
         raise AssertionError("placeholders installed although pty-chi is loaded")
 
-    monkeypatch.setattr(flyrecon.deferred, "stand_ins", no_stand_ins)
+    monkeypatch.setattr(flyrecon.engine, "stand_ins", no_stand_ins)
     import_ptychi()  # called before every pty-chi use: must return at once
-
-
-def _run_python(code: str) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.split("\n")
 
 
 def test_optimizers_step_without_torch_dynamo_and_torch_is_whole_afterwards() -> None:

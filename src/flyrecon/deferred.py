@@ -147,9 +147,6 @@ def eager_dynamo() -> Iterator[None]:
     finally:
         if sys.modules.get(name) is stand_in:
             del sys.modules[name]
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.__dict__.get("_dynamo") is stand_in:
-            delattr(torch, "_dynamo")
         for fn in stand_in.disabled:
             if getattr(fn, "__dict__", {}).get("__dynamo_disable") is fn:
                 del fn.__dynamo_disable

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from flyrecon.convergence import ConvergenceTrace, StopKind
+from flyrecon.deferred import eager_dynamo, stand_ins
 from flyrecon.errors import ReconstructionError, one_line
 from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
 
@@ -119,8 +120,6 @@ def import_ptychi() -> None:
     if "ptychi.api.task" in sys.modules:
         return
     import scipy  # noqa: F401  (the real package: only scipy.spatial is deferred)
-
-    from flyrecon.deferred import stand_ins
 
     with stand_ins(PTYCHI_DEFERRED):
         import ptychi.api.task  # noqa: F401
@@ -339,8 +338,6 @@ def run_engine(
     )
 
     import_ptychi()
-    from flyrecon.deferred import eager_dynamo
-
     device = resolve_device(settings.device)
     auto = settings.num_epochs is None
     planned = settings.max_epochs if auto else settings.num_epochs
