@@ -49,7 +49,12 @@ def amplitude_noise_floor(intensity: Any) -> Any:
     x = (xp.log(xp.clip(lam, LAM_MIN, LAM_MAX)) - _LOG_MIN) / _LOG_STEP
     cell = xp.clip(xp.floor(x), 0, _N_POINTS - 2)
     weight = x - cell
-    index = cell.astype(np.intp) if xp is np else cell.long()
-    out = table[index] * (1 - weight) + table[index + 1] * weight
+    if xp is np:
+        index = cell.astype(np.intp)
+        low, high = table[index], table[index + 1]
+    else:  # torch.take: the same values as indexing, a third of its time on the CPU
+        index = cell.long()
+        low, high = xp.take(table, index), xp.take(table, index + 1)
+    out = low * (1 - weight) + high * weight
     out = xp.where(lam < LAM_MIN, 2.0 * xp.clip(lam, 0.0, None), out)
     return xp.where(lam > LAM_MAX, 0.25 + 7.0 / (64.0 * xp.clip(lam, LAM_MAX, None)), out)
