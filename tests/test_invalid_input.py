@@ -143,3 +143,54 @@ def test_invalid_probe_npz_for_prep_synthetic(case: Case, tmp_path: Path) -> Non
     assert bad.name in " ".join(result.stderr.split()) and "Traceback" not in result.output
     assert not list(out.rglob("*.npz")) and not (out / "study.json").exists()
     assert not PWNED.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["prep-synthetic", "--fixture", "--dose", "inf"], "dose"),
+        (["prep-synthetic", "--fixture", "--dose", "1e300"], "dose"),
+        (["prep-synthetic", "--fixture", "--energy-ev", "inf"], "energy"),
+        (["reconstruct", "--seed", str(2**70)], "seed"),
+        (["reconstruct", "--threads", "100000"], "threads"),
+    ],
+    ids=["dose-inf", "dose-huge", "energy-inf", "seed-huge", "threads-huge"],
+)
+def test_out_of_range_values_are_usage_errors(
+    args: list[str], fragment: str, tiny_npz: Path, tmp_path: Path
+) -> None:
+    out = ["--output-dir", str(tmp_path / "o")] if args[0] == "reconstruct" else []
+    where = ["--input-npz", str(tiny_npz)] if args[0] == "reconstruct" else []
+    root = ["--output-root", str(tmp_path / "r")] if args[0] == "prep-synthetic" else []
+    result = runner.invoke(app, [*args, *where, *out, *root])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output.lower()
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "result.json").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_unusable_artifact_root_is_an_input_error(
+    dry_run: bool, study_tree: tuple[Path, Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    phase_c, phase_d = study_tree
+    for root in (blocker, blocker / "under"):
+        args = ["study-run", "--phase-c-root", str(phase_c), "--phase-d-root", str(phase_d)]
+        args += ["--artifact-root", str(root), "--dose", "1000", "--view", "baseline"]
+        result = runner.invoke(app, [*args, *(["--dry-run"] if dry_run else [])])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "a-file" in lines[0] and "not a directory" in lines[0]
+    assert blocker.read_text() == "x"
+
+
+def test_prep_synthetic_output_root_under_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = runner.invoke(
+        app, ["prep-synthetic", "--fixture", "--output-root", str(blocker / "study")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "a-file" in result.stderr and "not a directory" in result.stderr

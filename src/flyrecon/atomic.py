@@ -53,3 +53,24 @@ def write_text(path: Path, text: str) -> Path:
 def write_json(path: Path, payload: Any) -> Path:
     """Write JSON atomically, indented, with a trailing newline."""
     return write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def unwritable_dir_reason(path: Path) -> str | None:
+    """Why `path` cannot be (created and) written as an output folder, or None when it can.
+
+    Checked without creating anything, so a dry run can say it too: an existing path must be
+    a writable folder; a missing one needs its nearest existing ancestor to be one.
+    """
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a directory"
+        target = path
+    else:
+        target = next((p for p in path.absolute().parents if p.exists()), None)
+        if target is None or not target.is_dir():
+            return f"cannot be created: {target} is not a directory"
+    if not os.access(target, os.W_OK | os.X_OK):
+        if target == path:
+            return "is not writable"
+        return f"cannot be created: {target} is not writable"
+    return None

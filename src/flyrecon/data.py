@@ -23,6 +23,9 @@ from flyrecon.errors import InputError
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
 METADATA_KEY = "metadata"
 MIN_SCAN_SPAN_PX = 1.0
+MIN_AMPLITUDE, MAX_AMPLITUDE = 1e-15, 1e15
+"""The largest amplitude must lie within these: its square, an intensity, then stays well
+inside single precision (pty-chi computes in float32) with room for sums over pixels."""
 """A scan whose positions all lie within this many pixels cannot be ptychography (no overlap
 geometry to solve); coordinates normalised to [0, 1) instead of pixels look like this."""
 
@@ -72,15 +75,49 @@ def _check_is_npz(path: Path) -> None:
         raise _fail(path, "not an NPZ archive (not a zip file)")
 
 
+def _check_declared_size(npz: Any, path: Path, key: str) -> None:
+    """Refuse a member whose .npy header declares more data than the member holds (it would
+    otherwise allocate that much before failing), or that is not .npy data at all."""
+    try:
+        info = npz.zip.getinfo(f"{key}.npy")
+        with npz.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            reader = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = reader(member, max_header_size=100_000)
+    except KeyError:
+        return  # not stored under <key>.npy: numpy's own loader decides
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"is not .npy array data ({exc})", key) from None
+    if dtype.hasobject:
+        return  # refused as pickled when read
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if declared > info.file_size:
+        raise _fail(
+            path,
+            f"header declares shape {tuple(shape)} ({declared:,} bytes) but the archive "
+            f"holds {info.file_size:,} bytes: the file is damaged",
+            key,
+        )
+
+
 def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
+    _check_declared_size(npz, path, key)
     try:
         arr = npz[key]
+    except MemoryError:
+        raise _fail(path, "is too large to load into memory", key) from None
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise _fail(path, "holds a pickled object array; refusing to load it", key) from None
         raise _fail(path, f"cannot be read ({exc})", key) from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
+    if not isinstance(arr, np.ndarray):
+        raise _fail(path, "is not .npy array data", key)
     if arr.dtype.hasobject:
         raise _fail(path, "holds Python objects, expected numbers", key)
     return arr
@@ -118,11 +155,15 @@ def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
     if raw.dtype.kind not in "US" or raw.size != 1:
         raise _fail(path, "expected a JSON string", METADATA_KEY)
     text = raw.item()
-    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
     try:
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
         meta = json.loads(text)
+    except UnicodeDecodeError:
+        raise _fail(path, "is not UTF-8 text", METADATA_KEY) from None
     except json.JSONDecodeError as exc:
         raise _fail(path, f"is not valid JSON ({exc.msg})", METADATA_KEY) from None
+    except RecursionError:
+        raise _fail(path, "is JSON nested too deeply to read", METADATA_KEY) from None
     if not isinstance(meta, dict):
         raise _fail(path, "expected a JSON object", METADATA_KEY)
     return meta
@@ -160,6 +201,15 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         raise _fail(path, "holds negative amplitudes", "diffraction")
     if not diffraction.any():
         raise _fail(path, "all patterns are zero", "diffraction")
+    brightest = float(diffraction.max())
+    if not MIN_AMPLITUDE <= brightest <= MAX_AMPLITUDE:
+        raise _fail(
+            path,
+            f"the largest amplitude is {brightest:.3g}: intensities (its square) must lie "
+            f"within [{MIN_AMPLITUDE**2:.0e}, {MAX_AMPLITUDE**2:.0e}] to be computed in single "
+            "precision; rescale the data",
+            "diffraction",
+        )
 
     probe = arrays["probeGuess"]
     _check_ndim(probe, path, "probeGuess", 2)
@@ -175,6 +225,8 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
     obj = arrays["objectGuess"]
     _check_ndim(obj, path, "objectGuess", 2)
     obj = _as_complex(obj, path, "objectGuess")
+    if obj.size == 0:
+        raise _fail(path, f"is empty (shape {obj.shape})", "objectGuess")
     _check_finite(obj, path, "objectGuess")
 
     coords = {}
@@ -211,6 +263,7 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         y_patches = _as_complex(y_patches, path, "Y")
         if y_patches.shape[0] != n:
             raise _fail(path, f"length {y_patches.shape[0]} does not match {n} patterns", "Y")
+        _check_finite(y_patches, path, "Y")
 
     if n_images is not None:
         if n_images > n:

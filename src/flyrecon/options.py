@@ -83,8 +83,19 @@ batch is also at most an eighth of the patterns, so a small scan still gets at l
 per epoch."""
 
 
+MAX_DOSE = 10**18
+"""Photons per pattern: beyond this a pixel's expected count leaves the range numpy's Poisson
+sampler accepts."""
+MAX_SEED = 2**32 - 1
+"""Seeds are 32-bit unsigned integers (what numpy, torch and pty-chi all accept)."""
+MAX_THREADS = 1024
+"""More torch threads than this cannot be started on any machine flyrecon targets."""
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class ReconSettings(_Model):
@@ -107,7 +118,7 @@ class ReconSettings(_Model):
     """Patterns per update; None takes the algorithm's default (`DEFAULT_BATCH_SIZE`)."""
     device: Device = Device.AUTO
     """Compute device."""
-    seed: int | None = Field(default=0, ge=0)
+    seed: int | None = Field(default=0, ge=0, le=MAX_SEED)
     """Seed for pty-chi's random choices (batching); None leaves it unseeded."""
     object_init: ObjectInit = ObjectInit.ONES
     """Initial object policy."""
@@ -117,7 +128,7 @@ class ReconSettings(_Model):
     rescales the probe itself, so the policy does not change it."""
     noise_model: NoiseModel = NoiseModel.GAUSSIAN
     """Noise model of the measured intensities."""
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     """torch CPU threads; None keeps torch's default. One thread makes seeded runs bitwise
     repeatable."""
 
@@ -317,8 +328,8 @@ class SyntheticOptions(_Model):
             raise ValueError(f"probe_px must be even, got {self.probe_px}")
         if len(set(self.doses)) != len(self.doses):
             raise ValueError(f"doses must be distinct, got {list(self.doses)}")
-        if any(d < 1 for d in self.doses):
-            raise ValueError("doses must be at least 1 photon per pattern")
+        if any(not 1 <= d <= MAX_DOSE for d in self.doses):
+            raise ValueError(f"doses must lie from 1 to {MAX_DOSE:.0e} photons per pattern")
         if self.fixture and (self.probe_npz or self.object_npz):
             raise ValueError("--fixture uses its own 128 px object and 64 px probe")
         if self.fixture and self.probe_px != FIXTURE_PROBE_PX:

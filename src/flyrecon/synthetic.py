@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from flyrecon import __version__, layout, simulate
-from flyrecon.atomic import write_json
+from flyrecon.atomic import unwritable_dir_reason, write_json
 from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
 from flyrecon.errors import InputError
 from flyrecon.hashing import file_sha256
@@ -531,8 +531,9 @@ def _metadata(
 def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -> PrepResult:
     """Simulate and write the phase C and phase D trees and study.json under the output root."""
     root = options.output_root
-    if root.exists() and not root.is_dir():
-        raise InputError(root, "output root exists and is not a directory")
+    problem = unwritable_dir_reason(root)
+    if problem:
+        raise InputError(root, f"output root {problem}")
     scene = build_scene(options)
     root.mkdir(parents=True, exist_ok=True)
     seeds = options.seeds()

@@ -5,6 +5,7 @@ Each case writes one bad file and names the problem its message must contain.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,33 @@ def _zip_not_npy(folder: Path) -> Path:
     return path
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _members(replace: Callable[[Arrays], dict[str, bytes]]) -> Callable[[Path], Path]:
+    """A zip of valid .npy members, with some members' bytes replaced."""
+
+    def write(folder: Path) -> Path:
+        arrays = valid_arrays()
+        members = {k: _npy_bytes(v) for k, v in arrays.items()} | replace(arrays)
+        path = folder / "bad.npz"
+        with zipfile.ZipFile(path, "w") as zf:
+            for key, content in members.items():
+                zf.writestr(f"{key}.npy", content)
+        return path
+
+    return write
+
+
+def _lying_header(a: Arrays) -> dict[str, bytes]:
+    n = len(a["diffraction"])
+    real = _npy_bytes(a["diffraction"])
+    return {"diffraction": real.replace(f"({n}, ".encode(), f"({n * 10**6}, ".encode(), 1)}
+
+
 CASES: list[Case] = [
     *[
         Case(f"missing-{k}", _npz(_drop(k)), ("missing required key", k))
@@ -214,4 +242,40 @@ CASES: list[Case] = [
     Case("directory", _directory, ("directory",)),
     Case("pickled-diffraction", _pickled("diffraction"), ("diffraction", "pickled")),
     Case("missing-file", lambda folder: folder / "absent.npz", ("not found",)),
+    Case(
+        "member-not-npy",
+        _members(lambda a: {"diffraction": b"garbage, not an array"}),
+        ("diffraction", "not .npy"),
+    ),
+    Case("header-declares-more", _members(_lying_header), ("diffraction", "damaged")),
+    Case(
+        "metadata-not-utf8",
+        _npz(_set("metadata", lambda a: np.array(b'{"note": "\xff\xfe"}'))),
+        ("metadata", "UTF-8"),
+    ),
+    Case(
+        "metadata-nested-too-deep",
+        _npz(_set("metadata", lambda a: np.array("[" * 100_000 + "]" * 100_000))),
+        ("metadata", "nested"),
+    ),
+    Case(
+        "amplitudes-overflow-float32",
+        _npz(_set("diffraction", lambda a: a["diffraction"] * np.float32(1e19))),
+        ("diffraction", "largest amplitude", "rescale"),
+    ),
+    Case(
+        "amplitudes-vanish-in-float32",
+        _npz(_set("diffraction", lambda a: a["diffraction"] * np.float32(1e-30))),
+        ("diffraction", "largest amplitude", "rescale"),
+    ),
+    Case(
+        "nan-in-truth",
+        _npz(_set("Y", lambda a: np.full((len(a["xcoords"]), 4, 4), np.nan, np.complex64))),
+        ("Y", "NaN"),
+    ),
+    Case(
+        "empty-object",
+        _npz(lambda a: {**a, "objectGuess": np.ones((0, 64), np.complex64)}),
+        ("objectGuess", "empty"),
+    ),
 ]

@@ -9,6 +9,7 @@ import typer
 
 from flyrecon.options import (
     DEFAULT_BATCH_SIZE,
+    MAX_DOSE,
     Algorithm,
     Device,
     NoiseModel,
@@ -233,6 +234,8 @@ def parse_dose(value: str) -> int:
         number = float(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a number") from None
-    if not number >= 1 or number != int(number):
-        raise typer.BadParameter(f"{value!r}: a dose is a whole number of photons (>= 1)")
+    if not 1 <= number <= MAX_DOSE or number != int(number):
+        raise typer.BadParameter(
+            f"{value!r}: a dose is a whole number of photons from 1 to {MAX_DOSE:.0e}"
+        )
     return int(number)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyrecon import layout
+from flyrecon.atomic import unwritable_dir_reason
 from flyrecon.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -104,6 +105,9 @@ def validate_study(options: StudyOptions) -> tuple[StudyPlan, list[tuple[Job, st
         raise InputError(
             options.phase_d_root, "phase D root not found (or pass --allow-missing-phase-d)"
         )
+    problem = unwritable_dir_reason(options.artifact_root)
+    if problem:
+        raise InputError(options.artifact_root, f"artifact root {problem}")
     plan = plan_study(options)
     if not plan.selected:
         raise InputError(
