@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flyrecon import engine
+from flyrecon import convergence, engine
 from flyrecon.convergence import StopKind
 from flyrecon.data import load_dataset, save_dataset
 from flyrecon.engine import run_engine
@@ -62,6 +62,38 @@ def test_auto_stop_ends_at_the_first_epoch_whose_fit_reaches_the_noise_floor(
     # 3's iterate (1.01) to epoch 4's (0.93), not the point momentum would continue from
     expected = objects[2] + 0.75 * (objects[3] - objects[2])
     np.testing.assert_allclose(result.object, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("restart_at", "stop_at"), [(None, 10), (6, 14)])
+def test_no_converged_stop_while_a_momentum_restart_is_in_the_window(
+    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch, restart_at: int | None, stop_at: int
+) -> None:
+    """The drift is scripted as converged from the start (straightness 0.1); the stop still
+    waits until a full window of epochs has passed without a momentum restart."""
+
+    class ScriptedDrift:
+        def __init__(self, smooth) -> None:
+            self.smooth = lambda a, b: None
+
+        def update(self, change) -> tuple[float, float]:
+            return 1.0, 0.1
+
+    class RestartingMomentum(convergence.ObjectMomentum):
+        epoch = 1
+
+        def step(self, x, straightness=None):
+            self.epoch += 1  # called from epoch 2 on
+            point, beta = super().step(x, straightness)
+            if self.epoch == restart_at:
+                self.since_restart = 0
+            return point, beta
+
+    monkeypatch.setattr(convergence, "DriftMonitor", ScriptedDrift)
+    monkeypatch.setattr(convergence, "ObjectMomentum", RestartingMomentum)
+    settings = _settings(num_epochs=None, max_epochs=20)
+    result = run_engine(_input(tiny_npz, settings), settings)
+    assert result.stop_kind == StopKind.CONVERGED and result.epochs_run == stop_at
+    assert result.trace.straightness[2:] == [0.1] * (stop_at - 2)  # traced as measured
 
 
 def test_auto_stop_traces_every_epoch_up_to_max_epochs(tiny_npz: Path) -> None:

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from flyrecon.convergence import (
+    MOMENTUM_MAX,
+    MOMENTUM_MAX_STEADY,
     NOISE_FLOOR_MARGIN,
+    STEADY_DRIFT,
     STRAIGHTNESS_CONVERGED,
     WINDOW_EPOCHS,
     ConvergenceTrace,
@@ -198,6 +201,35 @@ def test_momentum_restarts_when_the_engine_turns_back() -> None:
     point, beta = momentum.step(torch.full((4,), 3.2, dtype=torch.complex64))
     assert beta == 0.0 and torch.allclose(point.real, torch.full((4,), 3.2))
     assert momentum.step(torch.full((4,), 3.3, dtype=torch.complex64))[1] == 0.25
+
+
+def _betas(momentum: ObjectMomentum, straightness: float | None, steps: int) -> list[float]:
+    """The betas of `steps` epochs that keep moving the same way."""
+    momentum.step(torch.zeros(4, dtype=torch.complex64))
+    return [
+        momentum.step(torch.full((4,), float(k), dtype=torch.complex64), straightness)[1]
+        for k in range(1, steps + 1)
+    ]
+
+
+def test_momentum_is_capped_lower_unless_the_drift_is_steady() -> None:
+    for straightness in (None, 0.5, STEADY_DRIFT - 0.01):
+        assert max(_betas(ObjectMomentum(), straightness, 40)) == MOMENTUM_MAX
+    steady = _betas(ObjectMomentum(), STEADY_DRIFT, 40)
+    assert max(steady) == MOMENTUM_MAX_STEADY > MOMENTUM_MAX
+    # the same (j - 1) / (j + 2) ramp: only the cap differs
+    assert steady[:6] == _betas(ObjectMomentum(), None, 6)
+
+
+def test_momentum_counts_epochs_since_its_last_restart() -> None:
+    momentum = ObjectMomentum()
+    _betas(momentum, None, 5)
+    assert momentum.since_restart == 5
+    # extrapolated from 5 to 5.625, the engine comes back to 5.1: restart
+    assert momentum.step(torch.full((4,), 5.1, dtype=torch.complex64))[1] == 0.0
+    assert momentum.since_restart == 0
+    momentum.step(torch.full((4,), 5.2, dtype=torch.complex64))
+    assert momentum.since_restart == 1
 
 
 def test_the_window_averages_its_last_iterates() -> None:

@@ -9,7 +9,7 @@ caller's code path only.
 - `DriftMonitor`: how consistently the object still moves: the straightness of the path its
   smooth changes trace over a window of epochs.
 - `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive
-  restart.
+  restart, stronger while the drift is steady.
 - `IterateWindow`: the last iterates; a converged run returns their average.
 
 Why these (measured in docs/performance.md): LSQML's updates are local, so slowly varying
@@ -50,9 +50,19 @@ MIN_EPOCHS_BEFORE_STOP = 2
 LOWPASS_SIGMA_PER_DIAMETER = 0.5
 """The low-pass Gaussian's sigma, as a fraction of the probe diameter (90 % power disc)."""
 MOMENTUM_MAX = 0.7
-"""The largest Nesterov extrapolation factor; it grows as (k - 1) / (k + 2) after a restart.
-0.9 was faster on some objects but overshot on others (quality peaked, then fell); 0.7 held
-on every object measured (docs/performance.md)."""
+"""The largest Nesterov extrapolation factor while the object's drift is not steady; it grows
+as (k - 1) / (k + 2) after a restart. 0.9 throughout was faster on some objects but overshot
+on others (quality peaked, then fell); 0.7 held on every object measured
+(docs/performance.md)."""
+MOMENTUM_MAX_STEADY = 0.9
+"""The largest extrapolation factor while the drift is steady (`STEADY_DRIFT`): dense scans
+whose slow modes move one way for a hundred epochs and more (no restart in any of them at
+0.7). The objects that overshot at 0.9 throughout peak early and never drift that straight;
+0.95 brought restarts and more epochs (docs/performance.md)."""
+STEADY_DRIFT = 0.8
+"""A window's straightness at or above this marks a steady drift (a random walk gives 0.35,
+the early-peaking objects 0.5-0.65); 0.9 left half the gain on the table (hubble/text 1e4
+dense: 93 epochs at 0.9, 56 at 0.8, both at plain LSQML's best)."""
 
 
 class StopKind(StrEnum):
@@ -86,7 +96,8 @@ class StopRule:
     `noise floor`: stop at the first epoch (>= MIN_EPOCHS_BEFORE_STOP) whose fit is at most
     NOISE_FLOOR_MARGIN x the noise floor (the discrepancy principle, with a margin).
     `converged`: stop when the drift monitor's straightness over the last window is below
-    STRAIGHTNESS_CONVERGED. Otherwise at the cap.
+    STRAIGHTNESS_CONVERGED (the engine passes None while the window holds a momentum
+    restart). Otherwise at the cap.
     """
 
     max_epochs: int
@@ -259,18 +270,26 @@ class ObjectMomentum:
     """Nesterov extrapolation of the object between epochs, with adaptive restart.
 
     y_k = x_k + beta_k (x_k - x_{k-1}), where x_k is what the engine's epoch made of y_{k-1};
-    beta_k = min(MOMENTUM_MAX, (j - 1) / (j + 2)), j counting epochs since the last restart; a
+    beta_k = min(cap, (j - 1) / (j + 2)), j counting epochs since the last restart; a
     restart (beta 0) happens when the engine's own step x_k - y_{k-1} points against the
-    momentum x_k - x_{k-1} (O'Donoghue & Candes 2015)."""
+    momentum x_k - x_{k-1} (O'Donoghue & Candes 2015). The cap is `beta_max`, or
+    `beta_max_steady` after an epoch whose drift straightness is at least `STEADY_DRIFT`.
+    """
 
-    def __init__(self, beta_max: float = MOMENTUM_MAX) -> None:
+    def __init__(
+        self, beta_max: float = MOMENTUM_MAX, beta_max_steady: float = MOMENTUM_MAX_STEADY
+    ) -> None:
         self.beta_max = beta_max
+        self.beta_max_steady = beta_max_steady
         self.x_prev: Any = None
         self.y_prev: Any = None
         self.j = 1
+        self.since_restart = 0
+        """Epochs since the last restart (counted from the first step)."""
 
-    def step(self, x: Any) -> tuple[Any, float]:
-        """The point to continue from after iterate `x`, and the beta used (0: x itself)."""
+    def step(self, x: Any, straightness: float | None = None) -> tuple[Any, float]:
+        """The point to continue from after iterate `x`, and the beta used (0: x itself).
+        `straightness` is the drift's over the window ending at `x` (None: not known)."""
         import torch
 
         with torch.no_grad():
@@ -281,9 +300,13 @@ class ObjectMomentum:
             engine_step = x - self.y_prev
             if float(torch.real(torch.vdot(engine_step.flatten(), momentum.flatten()))) < 0:
                 self.j = 1
+                self.since_restart = 0
             else:
                 self.j += 1
-            beta = min(self.beta_max, (self.j - 1) / (self.j + 2))
+                self.since_restart += 1
+            steady = straightness is not None and straightness >= STEADY_DRIFT
+            cap = self.beta_max_steady if steady else self.beta_max
+            beta = min(cap, (self.j - 1) / (self.j + 2))
             y = x + beta * momentum if beta > 0 else x
             self.x_prev, self.y_prev = x.clone(), y
         return y, beta

@@ -328,6 +328,7 @@ def run_engine(
 
     from flyrecon.convergence import (
         FIRST_COUNTED_EPOCH,
+        WINDOW_EPOCHS,
         ConvergenceTrace,
         DriftMonitor,
         IterateWindow,
@@ -409,7 +410,7 @@ def run_engine(
                 window.push(iterate)
             beta = 0.0
             if momentum is not None and epoch >= 2:
-                point, beta = momentum.step(iterate)
+                point, beta = momentum.step(iterate, straightness)
                 if beta > 0:
                     _set_object(task, point)
             previous = iterate
@@ -417,6 +418,8 @@ def run_engine(
                 fit=fit, noise_floor=floor, straightness=straightness, drift=size, momentum=beta
             )
             if rule is not None:
+                if momentum is not None and momentum.since_restart < WINDOW_EPOCHS:
+                    straightness = None  # a restart in the window: its path is not a drift
                 decision = rule.decide(epoch, fit, floor, straightness)
                 if decision is not None:
                     break
