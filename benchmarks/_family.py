@@ -7,7 +7,8 @@ object as `--object-npz`), so each data set has the study's train/test split and
 views. `TUNING` is what the default was chosen on; `HELD_BACK` was only run once, at the end,
 to check that the choice generalises (the project's reviewers hold a set of their own).
 `FRESH` was made after both had been seen, to check a later change (the convergence
-threshold) on data no choice was made on.
+threshold) on data no choice was made on. `CHECK` was made after the momentum's steady-drift
+cap had been chosen on cells of all three.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ FRESH = (
     FamilySet("chelsea-page-fermat8", "chelsea", "page", "fermat", 8.0, 2.0, 0.35, seed=1),
     FamilySet("retina-horse-raster5.5", "retina", "horse", "raster", 5.5, 1.4, 0.25, seed=2),
 )
+
+CHECK = (FamilySet("rocket-cat-raster5.5", "rocket", "cat", "raster", 5.5, 1.9, 0.3, seed=4),)
+"""Made after the momentum's steady-drift cap had been chosen on cells of all three sets above,
+to check it on an object no choice was made on (`--sets rocket-cat-raster5.5`)."""
 
 
 def _gray(name: str, side: int) -> np.ndarray:
