@@ -85,7 +85,7 @@ def test_no_converged_stop_while_a_momentum_restart_is_in_the_window(
             self.epoch += 1  # called from epoch 2 on
             point, beta = super().step(x, straightness)
             if self.epoch == restart_at:
-                self.since_restart = 0
+                self.j = 1  # as a restart leaves it
             return point, beta
 
     monkeypatch.setattr(convergence, "DriftMonitor", ScriptedDrift)

@@ -284,8 +284,11 @@ class ObjectMomentum:
         self.x_prev: Any = None
         self.y_prev: Any = None
         self.j = 1
-        self.since_restart = 0
+
+    @property
+    def since_restart(self) -> int:
         """Epochs since the last restart (counted from the first step)."""
+        return self.j - 1
 
     def step(self, x: Any, straightness: float | None = None) -> tuple[Any, float]:
         """The point to continue from after iterate `x`, and the beta used (0: x itself).
@@ -300,10 +303,8 @@ class ObjectMomentum:
             engine_step = x - self.y_prev
             if float(torch.real(torch.vdot(engine_step.flatten(), momentum.flatten()))) < 0:
                 self.j = 1
-                self.since_restart = 0
             else:
                 self.j += 1
-                self.since_restart += 1
             steady = straightness is not None and straightness >= STEADY_DRIFT
             cap = self.beta_max_steady if steady else self.beta_max
             beta = min(cap, (self.j - 1) / (self.j + 2))
