@@ -12,6 +12,7 @@ import torch
 from flyrecon.convergence import (
     MOMENTUM_MAX,
     MOMENTUM_MAX_STEADY,
+    MOMENTUM_PAUSE_BELOW,
     NOISE_FLOOR_MARGIN,
     STEADY_DRIFT,
     STRAIGHTNESS_CONVERGED,
@@ -219,6 +220,34 @@ def test_momentum_is_capped_lower_unless_the_drift_is_steady() -> None:
     assert max(steady) == MOMENTUM_MAX_STEADY > MOMENTUM_MAX
     # the same (j - 1) / (j + 2) ramp: only the cap differs
     assert steady[:6] == _betas(ObjectMomentum(), None, 6)
+
+
+def test_momentum_pauses_while_a_never_steady_object_wanders() -> None:
+    momentum = ObjectMomentum()
+    wander = MOMENTUM_PAUSE_BELOW - 0.01
+    assert _betas(momentum, wander, 10) == [0.0] * 10
+    assert momentum.since_restart == 10  # a pause is not a restart
+    # the path straightens: extrapolation resumes at the cap, not from a new ramp
+    point, beta = momentum.step(torch.full((4,), 11.0, dtype=torch.complex64), 0.6)
+    assert beta == MOMENTUM_MAX
+    assert torch.allclose(point.real, torch.full((4,), 11.0 + MOMENTUM_MAX))
+    # and pauses again when it wanders: the iterate itself is the next point
+    point, beta = momentum.step(torch.full((4,), 12.0, dtype=torch.complex64), wander)
+    assert beta == 0.0 and torch.equal(point.real, torch.full((4,), 12.0))
+
+
+def test_momentum_keeps_going_through_the_wander_of_a_run_that_drifted_steadily() -> None:
+    momentum = ObjectMomentum()
+    _betas(momentum, STEADY_DRIFT, 10)
+    assert momentum.was_steady
+    wander = MOMENTUM_PAUSE_BELOW - 0.01
+    betas = [
+        momentum.step(torch.full((4,), float(k), dtype=torch.complex64), wander)[1]
+        for k in range(11, 16)
+    ]
+    assert betas == [MOMENTUM_MAX] * 5
+    # no straightness known (the window is not full yet): no pause either
+    assert max(_betas(ObjectMomentum(), None, 10)) > 0
 
 
 def test_momentum_counts_epochs_since_its_last_restart() -> None:

@@ -9,7 +9,8 @@ caller's code path only.
 - `DriftMonitor`: how consistently the object still moves: the straightness of the path its
   smooth changes trace over a window of epochs.
 - `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive
-  restart, stronger while the drift is steady.
+  restart, stronger while the drift is steady, paused where a run that never drifted steadily
+  starts to wander.
 - `IterateWindow`: the last iterates; a converged run returns their average.
 
 Why these (measured in docs/performance.md): LSQML's updates are local, so slowly varying
@@ -63,6 +64,13 @@ STEADY_DRIFT = 0.8
 """A window's straightness at or above this marks a steady drift (a random walk gives 0.35,
 the early-peaking objects 0.5-0.65); 0.9 left half the gain on the table (hubble/text 1e4
 dense: 93 epochs at 0.9, 56 at 0.8, both at plain LSQML's best)."""
+MOMENTUM_PAUSE_BELOW = 0.5
+"""In a run whose drift has never been steady, no extrapolation after an epoch whose window
+straightness is below this: the object has no long smooth error to undo, and what it does
+once its path wanders (a random walk gives 0.35) is fit noise, which extrapolation speeds up
+(those objects lost 0.01-0.03 phase SSIM to it). A run that has drifted steadily keeps its
+momentum: its slow tail goes on under the jitter, and pausing there lost up to 0.04
+(docs/performance.md)."""
 
 
 class StopKind(StrEnum):
@@ -274,6 +282,8 @@ class ObjectMomentum:
     restart (beta 0) happens when the engine's own step x_k - y_{k-1} points against the
     momentum x_k - x_{k-1} (O'Donoghue & Candes 2015). The cap is `beta_max`, or
     `beta_max_steady` after an epoch whose drift straightness is at least `STEADY_DRIFT`.
+    Until the first such epoch (`was_steady`), beta is 0 after an epoch whose straightness is
+    below `MOMENTUM_PAUSE_BELOW` (a pause, not a restart: j keeps counting).
     """
 
     def __init__(
@@ -284,6 +294,8 @@ class ObjectMomentum:
         self.x_prev: Any = None
         self.y_prev: Any = None
         self.j = 1
+        self.was_steady = False
+        """Whether any epoch so far had a steady drift (straightness >= STEADY_DRIFT)."""
 
     @property
     def since_restart(self) -> int:
@@ -306,8 +318,12 @@ class ObjectMomentum:
             else:
                 self.j += 1
             steady = straightness is not None and straightness >= STEADY_DRIFT
+            self.was_steady = self.was_steady or steady
             cap = self.beta_max_steady if steady else self.beta_max
             beta = min(cap, (self.j - 1) / (self.j + 2))
+            wandering = straightness is not None and straightness < MOMENTUM_PAUSE_BELOW
+            if wandering and not self.was_steady:
+                beta = 0.0
             y = x + beta * momentum if beta > 0 else x
             self.x_prev, self.y_prev = x.clone(), y
         return y, beta
