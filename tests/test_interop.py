@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,16 @@ def test_evaluate_places_a_flyrecon_result_by_its_recorded_origin(tmp_path: Path
         ({"prediction": np.ones((4, 4))}, "no object array"),
         ({"object": np.ones((8, 8))}, "expected a 2-D complex object"),
         ({"object": np.full((8, 8), np.nan + 0j)}, "NaN"),
+        ({"object": np.ones((0, 0), np.complex64)}, "empty"),
+        ({"object": np.zeros((8, 8), np.complex64)}, "zero everywhere"),
+        (
+            {"object": np.ones((8, 8), np.complex64), "canvas_origin_px": np.array([np.nan, 0])},
+            "canvas_origin_px: expected 2 finite numbers",
+        ),
+        (
+            {"object": np.ones((8, 8), np.complex64), "canvas_origin_px": np.array(["a", "b"])},
+            "canvas_origin_px: expected 2 finite numbers",
+        ),
     ],
 )
 def test_evaluate_bad_input_is_one_line_exit_2(tmp_path: Path, payload: dict, message: str) -> None:
@@ -191,6 +202,56 @@ def test_evaluate_bad_input_is_one_line_exit_2(tmp_path: Path, payload: dict, me
         app, ["evaluate", "--truth", str(truth), "--recon", str(tmp_path / "nope.h5")]
     )
     assert missing.exit_code == 2 and "not found" in missing.stderr
+
+
+def _product_with_array_pixel_size(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as h5:
+        obj = h5.create_dataset("object", data=np.ones((1, 8, 8), np.complex64))
+        obj.attrs["pixel_width_m"] = np.array([1e-8, 2e-8])
+        h5.create_dataset("probe", data=np.ones((1, 1, 4, 4), np.complex64))
+        h5.create_dataset("probe_position_x_m", data=np.zeros(3))
+        h5.create_dataset("probe_position_y_m", data=np.zeros(3))
+
+
+def _damaged_zip(path: Path) -> None:
+    np.savez(path, object=np.ones((8, 8), np.complex64))
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0xFF  # inside the stored member: its CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("crc.npz", _damaged_zip, "cannot be read"),
+        ("garbage.h5", lambda p: p.write_bytes(b"not HDF5" * 64), "not an HDF5 file"),
+        ("array-attribute.h5", _product_with_array_pixel_size, "not a readable"),
+        ("fifo.npz", lambda p: os.mkfifo(p), "not a regular file"),
+    ],
+)
+def test_evaluate_refuses_unreadable_files_without_hanging(
+    tmp_path: Path, name: str, make, message: str
+) -> None:
+    if name.startswith("fifo") and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    truth, _ = _shifted_truth(tmp_path)
+    bad = tmp_path / name
+    make(bad)
+    result = runner.invoke(app, ["evaluate", "--truth", str(truth), "--recon", str(bad)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert message in result.stderr and str(bad) in result.stderr
+
+
+def test_evaluate_takes_a_bare_npy_array_as_the_object(tmp_path: Path) -> None:
+    truth, obj = _shifted_truth(tmp_path)
+    np.save(tmp_path / "net.npy", obj)
+    args = ["evaluate", "--truth", str(truth), "--recon", str(tmp_path / "net.npy")]
+    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "e" / layout.METRICS_JSON).read_text())
+    assert metrics["phase_ssim"] > 0.99
 
 
 @pytest.fixture

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from corrupt.cases import CASES, PWNED, Case
 from flyrecon.cli import app
+from flyrecon.data import load_dataset
 from flyrecon.options import ReconstructOptions
 from flyrecon.reconstruct import reconstruct
 
@@ -194,3 +196,59 @@ def test_prep_synthetic_output_root_under_a_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "a-file" in result.stderr and "not a directory" in result.stderr
+
+
+def test_prep_synthetic_refuses_an_object_too_bright_to_simulate(tmp_path: Path) -> None:
+    bright = tmp_path / "bright.npz"
+    np.savez(bright, objectGuess=np.full((64, 64), 1e19, np.complex64))
+    root = tmp_path / "study"
+    result = runner.invoke(
+        app, ["prep-synthetic", "--output-root", str(root), "--object-npz", str(bright)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "bright.npz" in result.stderr and "objectGuess" in result.stderr
+    assert "rescale" in result.stderr and not any(root.rglob("*.npz"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        ("zero", "all patterns chosen (the first 2, --n-images) are zero"),
+        ("same-place", "positions (the first 2, --n-images) lie within"),
+    ],
+)
+def test_n_images_checks_the_patterns_it_keeps(tmp_path: Path, mutate: str, message: str) -> None:
+    from corrupt.cases import valid_arrays
+
+    arrays = valid_arrays()
+    if mutate == "zero":
+        arrays["diffraction"][:2] = 0
+    else:
+        arrays["xcoords"][1] = arrays["xcoords"][0]
+        arrays["ycoords"][1] = arrays["ycoords"][0]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    args = ["reconstruct", "--input-npz", str(bad), "--output-dir", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--n-images", "2"])
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert load_dataset(bad).n_patterns == len(arrays["xcoords"])  # the whole file is fine
+    assert load_dataset(bad, 3).n_patterns == 3
+
+
+def test_an_unexpected_error_is_one_line_with_the_traceback_behind_debug(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flyrecon.evaluation as evaluation
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug nobody foresaw")
+
+    monkeypatch.setattr(evaluation, "evaluate_files", broken)
+    args = ["evaluate", "--truth", str(tiny_npz), "--recon", str(tiny_npz)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: unexpected ZeroDivisionError: a bug nobody foresaw (--debug shows where)"
+    ]
+    debug = runner.invoke(app, ["--debug", *args])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr

@@ -270,3 +270,23 @@ def test_every_setting_has_its_flag_with_the_models_default(command: str) -> Non
         default = params[name].default
         expected = getattr(defaults, name)
         assert default == expected, (name, default, expected)
+
+
+def test_an_all_zero_object_guess_is_no_truth_to_score_against(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from flyrecon.data import save_dataset
+    from flyrecon.options import ReconstructOptions
+    from helpers import simulated_dataset
+
+    data = simulated_dataset()
+    npz = tmp_path / "placeholder.npz"
+    save_dataset(npz, replace(data, object_guess=np.zeros_like(data.object_guess)))
+    out = tmp_path / "o"
+    options = ReconstructOptions(
+        input_npz=npz, output_dir=out, settings=ReconSettings(num_epochs=2)
+    )
+    result = rec.reconstruct(options, engine=FakeEngine())
+    assert result.ok and result.metrics is None  # not "phase SSIM 1.000"
+    assert not (out / "metrics.json").exists()
+    assert "no metrics: objectGuess" in (out / "reconstruct.log").read_text()

@@ -292,3 +292,40 @@ def test_real_study_on_a_small_tree(tmp_path: Path) -> None:
         ).is_file()
         assert "epoch 15/15" in Path(rec["log_path"]).read_text()
         assert rec["metrics"]["complex_relative_error"] < 0.2
+
+
+def test_a_job_whose_folder_is_blocked_is_invalid_and_the_study_goes_on(tmp_path: Path) -> None:
+    from flyrecon.study.plan import Job
+    from helpers import quick_job
+
+    options = StudyOptions(
+        phase_c_root=tmp_path, phase_d_root=tmp_path, artifact_root=tmp_path / "out"
+    )
+    data = tmp_path / "in.npz"
+    data.write_bytes(b"input bytes")
+    blocked = tmp_path / "out" / "train"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the job's folder should be")
+    record = quick_job(Job(1000, "baseline", "train", data, blocked), options)
+    assert record.returncode == 2 and record.status == "invalid"
+    assert "job.json" in record.reason
+    fine = quick_job(Job(1000, "baseline", "test", data, tmp_path / "out" / "test"), options)
+    assert fine.returncode == 0
+
+
+def test_resume_reruns_a_job_when_the_geometry_given_for_it_changes(tmp_path: Path) -> None:
+    from flyrecon.options import PhysicalGeometry
+    from flyrecon.study.plan import Job
+    from helpers import quick_job
+
+    data = tmp_path / "in.npz"
+    data.write_bytes(b"input bytes")
+    job = Job(1000, "baseline", "train", data, tmp_path / "out" / "train")
+    base = {"phase_c_root": tmp_path, "phase_d_root": tmp_path, "artifact_root": tmp_path}
+    first = quick_job(job, StudyOptions(**base))
+    assert first.returncode == 0 and not first.reused
+    assert quick_job(job, StudyOptions(**base)).reused
+    other = StudyOptions(**base, geometry=PhysicalGeometry(photon_energy_ev=5000))
+    again = quick_job(job, other)
+    assert again.returncode == 0 and not again.reused
+    assert quick_job(job, other).reused

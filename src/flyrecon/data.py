@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,12 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> None:
             shape, _, dtype = reader(member, max_header_size=100_000)
     except KeyError:
         return  # not stored under <key>.npy: numpy's own loader decides
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
+    except (ValueError, OSError, EOFError) as exc:
         raise _fail(path, f"is not .npy array data ({exc})", key) from None
+    except NotImplementedError as exc:  # a zip compression method Python cannot read
+        raise _fail(path, f"cannot be read ({exc})", key) from None
     if dtype.hasobject:
         return  # refused as pickled when read
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
@@ -114,8 +119,10 @@ def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
         if "pickle" in str(exc).lower():
             raise _fail(path, "holds a pickled object array; refusing to load it", key) from None
         raise _fail(path, f"cannot be read ({exc})", key) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
+    except NotImplementedError as exc:  # a zip compression method Python cannot read
+        raise _fail(path, f"cannot be read ({exc})", key) from None
     if not isinstance(arr, np.ndarray):
         raise _fail(path, "is not .npy array data", key)
     if arr.dtype.hasobject:
@@ -131,7 +138,7 @@ def _check_ndim(arr: np.ndarray, path: Path, key: str, ndim: int) -> None:
 def _as_real(arr: np.ndarray, path: Path, key: str, dtype: type) -> np.ndarray:
     if np.iscomplexobj(arr):
         raise _fail(path, f"expected real numbers, got {arr.dtype}", key)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if arr.dtype.kind not in "iuf":  # numpy counts timedelta64 as an integer type
         raise _fail(path, f"expected real numbers, got dtype {arr.dtype}", key)
     return arr.astype(dtype, copy=False)
 
@@ -164,9 +171,25 @@ def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
         raise _fail(path, f"is not valid JSON ({exc.msg})", METADATA_KEY) from None
     except RecursionError:
         raise _fail(path, "is JSON nested too deeply to read", METADATA_KEY) from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise _fail(path, f"is not valid JSON ({exc})", METADATA_KEY) from None
     if not isinstance(meta, dict):
         raise _fail(path, "expected a JSON object", METADATA_KEY)
     return meta
+
+
+def _check_span(coords: dict[str, np.ndarray], path: Path, chosen: str = "") -> None:
+    """Refuse positions that all lie within `MIN_SCAN_SPAN_PX` (not a scan)."""
+    span_y = float(np.ptp(coords["ycoords"]))
+    span_x = float(np.ptp(coords["xcoords"]))
+    if max(span_x, span_y) < MIN_SCAN_SPAN_PX:
+        raise _fail(
+            path,
+            f"all {len(coords['xcoords'])} positions{chosen} lie within {MIN_SCAN_SPAN_PX:g} "
+            f"pixel (span {span_x:.2f} x {span_y:.2f} px): not a ptychographic scan; are they "
+            "in objectGuess pixels?",
+            "xcoords",
+        )
 
 
 def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset:
@@ -248,21 +271,15 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
                 key,
             )
 
-    span_y = float(np.ptp(coords["ycoords"]))
-    span_x = float(np.ptp(coords["xcoords"]))
-    if max(span_x, span_y) < MIN_SCAN_SPAN_PX:
-        raise _fail(
-            path,
-            f"all {n} positions lie within {MIN_SCAN_SPAN_PX:g} pixel (span {span_x:.2f} x "
-            f"{span_y:.2f} px): not a ptychographic scan; are they in objectGuess pixels?",
-            "xcoords",
-        )
+    _check_span(coords, path)
 
     if y_patches is not None:
         _check_ndim(y_patches, path, "Y", 3)
         y_patches = _as_complex(y_patches, path, "Y")
         if y_patches.shape[0] != n:
             raise _fail(path, f"length {y_patches.shape[0]} does not match {n} patterns", "Y")
+        if y_patches.shape[1] != y_patches.shape[2]:
+            raise _fail(path, f"patches must be square, got shape {y_patches.shape}", "Y")
         _check_finite(y_patches, path, "Y")
 
     if n_images is not None:
@@ -271,6 +288,10 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         diffraction = diffraction[:n_images]
         coords = {k: v[:n_images] for k, v in coords.items()}
         y_patches = None if y_patches is None else y_patches[:n_images]
+        chosen = f" (the first {n_images}, --n-images)"
+        if not diffraction.any():
+            raise _fail(path, f"all patterns chosen{chosen} are zero", "diffraction")
+        _check_span(coords, path, chosen)
 
     return PtychoDataset(
         diffraction=diffraction,

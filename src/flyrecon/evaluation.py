@@ -11,6 +11,8 @@ exactly as for flyrecon's own results.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from flyrecon import layout
 from flyrecon.data import PtychoDataset, load_dataset
-from flyrecon.errors import InputError
+from flyrecon.errors import FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas, canvas_for
 from flyrecon.scoring import Scored, score
 
@@ -67,39 +69,68 @@ def load_reconstruction(path: Path, key: str | None = None) -> Reconstruction:
                 path, f"expected one reconstruction (.npz or .h5) in the folder, found {len(found)}"
             )
         return load_reconstruction(found[0], key)
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise InputError(path, "not a regular file")
     if path.suffix.lower() in (".h5", ".hdf5"):
         from flyrecon.product import read_product
 
-        product = read_product(path)  # its frame: metre 0 at objectGuess pixel 0 (flyrecon's)
-        return Reconstruction(product.object, product.origin_px, "ptychodus product")
+        try:  # its frame: metre 0 at objectGuess pixel 0 (flyrecon's)
+            product = read_product(path)
+            origin = tuple(float(v) for v in product.origin_px)
+        except FlyreconError:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+            raise InputError(path, f"not a readable ptychodus product ({one_line(exc)})") from None
+        obj = _checked_object(np.asarray(product.object), path, "object")
+        if not np.isfinite(origin).all():
+            raise InputError(path, "its object's centre or pixel size is not finite")
+        return Reconstruction(obj, (origin[0], origin[1]), "ptychodus product")
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputError(path, f"not a readable NPZ or HDF5 file ({exc})") from None
-    with npz:
-        keys = (key,) if key else OBJECT_KEYS
-        found = next((k for k in keys if k in npz.files), None)
-        if found is None:
-            wanted = key or " or ".join(OBJECT_KEYS)
-            raise InputError(path, f"no object array (looked for {wanted})", key)
-        try:
-            obj = np.asarray(npz[found])
-        except ValueError as exc:  # an object array: refused (never unpickled)
-            raise InputError(path, f"cannot read ({exc})", found) from None
-        origin = None
-        if "canvas_origin_px" in npz.files:
-            o = np.asarray(npz["canvas_origin_px"], dtype=float).ravel()
-            if o.size == 2:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"not a readable NPZ, NPY or HDF5 file ({exc})") from None
+    if isinstance(loaded, np.ndarray):  # a bare .npy array: the object, frame unknown
+        return Reconstruction(_checked_object(loaded, path, None), None, "NPY array")
+    member = None
+    try:
+        with loaded as npz:
+            keys = (key,) if key else OBJECT_KEYS
+            member = next((k for k in keys if k in npz.files), None)
+            if member is None:
+                wanted = key or " or ".join(OBJECT_KEYS)
+                raise InputError(path, f"no object array (looked for {wanted})", key)
+            obj = np.asarray(npz[member])
+            found = member
+            origin = None
+            if "canvas_origin_px" in npz.files:
+                member = "canvas_origin_px"
+                o = np.asarray(npz[member]).ravel()
+                if o.size != 2 or o.dtype.kind not in "iuf" or not np.isfinite(o).all():
+                    raise InputError(path, "expected 2 finite numbers", member)
                 origin = (float(o[0]), float(o[1]))
+    except FlyreconError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # an object array (refused, never unpickled) or a damaged archive
+        raise InputError(path, f"cannot be read ({exc})", member) from None
+    obj = _checked_object(obj, path, found)
+    kind = "flyrecon result" if origin is not None else f"NPZ key {found!r}"
+    return Reconstruction(obj, origin, kind)
+
+
+def _checked_object(obj: np.ndarray, path: Path, key: str | None) -> np.ndarray:
+    """A 2-D, complex, finite, non-empty, not all-zero object (complex64), or InputError."""
     while obj.ndim > 2 and obj.shape[0] == 1:
         obj = obj[0]
     if obj.ndim != 2 or not np.iscomplexobj(obj):
-        problem = f"expected a 2-D complex object, got {obj.dtype} {obj.shape}"
-        raise InputError(path, problem, found)
+        raise InputError(path, f"expected a 2-D complex object, got {obj.dtype} {obj.shape}", key)
+    if obj.size == 0:
+        raise InputError(path, f"the object is empty (shape {obj.shape})", key)
     if not np.isfinite(obj).all():
-        raise InputError(path, "holds NaN or Inf", found)
-    kind = "flyrecon result" if origin is not None else f"NPZ key {found!r}"
-    return Reconstruction(obj.astype(np.complex64), origin, kind)
+        raise InputError(path, "holds NaN or Inf", key)
+    if not obj.any():
+        raise InputError(path, "the object is zero everywhere", key)
+    return obj.astype(np.complex64)
 
 
 def _place(obj: np.ndarray, origin: tuple[int, int], canvas: Canvas) -> np.ndarray:

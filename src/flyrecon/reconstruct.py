@@ -301,6 +301,8 @@ def _run(
     scored = None
     if settings.object_init == ObjectInit.ONES:
         scored = score(dataset, canvas, engine.object)
+        if scored is None:
+            logger.info("no metrics: objectGuess does not cover the scan or is zero on it")
     else:
         logger.info("no metrics: the object started from objectGuess, so it is not a blind test")
     result.metrics = scored.metrics if scored is not None else None

@@ -50,10 +50,11 @@ def truth_region(dataset: PtychoDataset, canvas: Canvas) -> tuple[np.ndarray, np
 
 
 def score(dataset: PtychoDataset, canvas: Canvas, obj: np.ndarray) -> Scored | None:
-    """`obj` (on `canvas`) against objectGuess; None when too few pixels can be scored."""
+    """`obj` (on `canvas`) against objectGuess; None when too few pixels can be scored or
+    objectGuess is zero on all of them (a placeholder, not a truth)."""
     from flyrecon.metrics import evaluate
 
     truth, mask = truth_region(dataset, canvas)
-    if mask.sum() < MIN_SCORED_PIXELS:
+    if mask.sum() < MIN_SCORED_PIXELS or not truth[mask].any():
         return None
     return Scored(truth=truth, mask=mask, evaluation=evaluate(obj, truth, mask))

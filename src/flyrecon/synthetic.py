@@ -221,11 +221,26 @@ def _load_probe(options: SyntheticOptions) -> np.ndarray:
     return (probe / np.sqrt(np.sum(np.abs(probe) ** 2))).astype(np.complex64)
 
 
+MAX_OBJECT_AMPLITUDE = 1e3
+"""The largest object amplitude simulated: beyond it the expected counts leave the range that
+Poisson sampling and single-precision intensities can hold (an 8-bit image used as
+amplitude, 255, is still fine)."""
+
+
 def _load_object(options: SyntheticOptions, rng: np.random.Generator) -> np.ndarray:
     if options.object_npz is None:
         side = options.object_px
         return simulate.procedural_object((side, side), rng)
-    return load_complex_array(options.object_npz, "objectGuess")
+    obj = load_complex_array(options.object_npz, "objectGuess")
+    brightest = float(np.abs(obj).max())
+    if brightest > MAX_OBJECT_AMPLITUDE:
+        raise InputError(
+            options.object_npz,
+            f"amplitudes reach {brightest:.3g}: a transmission object's are about 1 or less "
+            f"(at most {MAX_OBJECT_AMPLITUDE:g} is simulated); rescale it",
+            "objectGuess",
+        )
+    return obj
 
 
 def _scan(

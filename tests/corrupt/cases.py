@@ -6,6 +6,7 @@ Each case writes one bad file and names the problem its message must contain.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,6 +154,43 @@ def _lying_header(a: Arrays) -> dict[str, bytes]:
     return {"diffraction": real.replace(f"({n}, ".encode(), f"({n * 10**6}, ".encode(), 1)}
 
 
+def _zip_bytes(arrays: Arrays, deflate: str | None = None) -> tuple[bytearray, zipfile.ZipInfo]:
+    """A zip of `arrays` as .npy members (`deflate` deflated, the rest stored) and the info of
+    the `deflate` member (or the diffraction's)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for key, value in arrays.items():
+            method = zipfile.ZIP_DEFLATED if key == deflate else zipfile.ZIP_STORED
+            zf.writestr(f"{key}.npy", _npy_bytes(value), compress_type=method)
+    data = bytearray(buffer.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo(f"{deflate or 'diffraction'}.npy")
+    return data, info
+
+
+def _bad_deflate_stream(folder: Path) -> Path:
+    """The diffraction deflated, its first block header made invalid (a zlib error)."""
+    data, info = _zip_bytes(valid_arrays(), deflate="diffraction")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra)] = 0xFF
+    path = folder / "bad.npz"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _unsupported_method(folder: Path) -> Path:
+    """The diffraction's member claims Deflate64 (method 9), which Python cannot read."""
+    data, info = _zip_bytes(valid_arrays())
+    struct.pack_into("<H", data, info.header_offset + 8, 9)  # the local header
+    entry = data.find(b"PK\x01\x02")
+    while entry != -1:  # the central directory's entry
+        name_length = struct.unpack_from("<H", data, entry + 28)[0]
+        if data[entry + 46 : entry + 46 + name_length] == b"diffraction.npy":
+            struct.pack_into("<H", data, entry + 10, 9)
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    path = folder / "bad.npz"
+    path.write_bytes(bytes(data))
+    return path
+
+
 CASES: list[Case] = [
     *[
         Case(f"missing-{k}", _npz(_drop(k)), ("missing required key", k))
@@ -272,6 +310,23 @@ CASES: list[Case] = [
         "nan-in-truth",
         _npz(_set("Y", lambda a: np.full((len(a["xcoords"]), 4, 4), np.nan, np.complex64))),
         ("Y", "NaN"),
+    ),
+    Case(
+        "timedelta-diffraction",
+        _npz(_set("diffraction", lambda a: a["diffraction"].astype("m8[s]"))),
+        ("diffraction", "expected real numbers"),
+    ),
+    Case(
+        "non-square-Y",
+        _npz(_set("Y", lambda a: np.ones((len(a["xcoords"]), 4, 6), np.complex64))),
+        ("Y", "square"),
+    ),
+    Case("damaged-deflate-stream", _bad_deflate_stream, ("diffraction", "damaged")),
+    Case("unsupported-compression", _unsupported_method, ("diffraction", "not supported")),
+    Case(
+        "metadata-integer-too-long",
+        _npz(_set("metadata", lambda a: np.array('{"n": ' + "1" * 5000 + "}"))),
+        ("metadata", "not valid JSON"),
     ),
     Case(
         "empty-object",

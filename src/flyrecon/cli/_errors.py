@@ -9,8 +9,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
-from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError
+from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError, one_line
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -51,3 +52,11 @@ def handled() -> Iterator[None]:
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         raise fail(f"{where}{exc.strerror or exc}", EXIT_FAILED, traceback.format_exc()) from None
+    except (typer.Exit, typer.Abort, TyperException):
+        raise  # exits and usage errors the command raised on purpose
+    except Exception as exc:  # a case no check foresaw: still one line, the rest with --debug
+        raise fail(
+            f"unexpected {one_line(exc)} (--debug shows where)",
+            EXIT_FAILED,
+            traceback.format_exc(),
+        ) from None

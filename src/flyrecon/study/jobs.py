@@ -18,7 +18,7 @@ from flyrecon import __version__, layout
 from flyrecon.engine import EngineFn, EpochCallback
 from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError
 from flyrecon.hashing import file_sha256
-from flyrecon.options import ReconSettings, ReconstructOptions, StudyOptions
+from flyrecon.options import PhysicalGeometry, ReconSettings, ReconstructOptions, StudyOptions
 from flyrecon.records import JobRecord, JobResult, JobStamp, JobStatus, read_record, write_record
 from flyrecon.study.plan import Job
 
@@ -34,16 +34,19 @@ class JobFunction(Protocol):
     ) -> JobRecord: ...
 
 
-def job_fingerprint(input_sha256: str, settings: ReconSettings) -> str:
-    """A hash of what decides a job's result: input bytes, settings and flyrecon's version."""
-    payload = json.dumps(
-        {
-            "input_sha256": input_sha256,
-            "settings": settings.model_dump(mode="json"),
-            "flyrecon_version": __version__,
-        },
-        sort_keys=True,
-    )
+def job_fingerprint(
+    input_sha256: str, settings: ReconSettings, geometry: PhysicalGeometry | None = None
+) -> str:
+    """A hash of what decides a job's result: input bytes, settings, the physical geometry
+    given for inputs that record none (it goes into the product) and flyrecon's version."""
+    record: dict[str, Any] = {
+        "input_sha256": input_sha256,
+        "settings": settings.model_dump(mode="json"),
+        "flyrecon_version": __version__,
+    }
+    if geometry is not None:
+        record["geometry"] = geometry.model_dump(mode="json")
+    payload = json.dumps(record, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -117,14 +120,19 @@ def run_job(
         return job_record(
             job, JobStatus.FAILED, EXIT_USAGE, f"{job.input_npz}: {exc.strerror or exc}"
         )
-    fingerprint = job_fingerprint(input_sha, options.settings)
+    fingerprint = job_fingerprint(input_sha, options.settings, options.geometry)
     if not options.force:
         previous = _current_result(job, fingerprint)
         if previous is not None:
             return _record_from_result(
                 job, previous, reused=True, fingerprint=fingerprint, input_sha256=input_sha
             )
-    (job.output_dir / layout.JOB_JSON).unlink(missing_ok=True)
+    stamp_path = job.output_dir / layout.JOB_JSON
+    try:
+        stamp_path.unlink(missing_ok=True)
+    except OSError as exc:  # e.g. the job's folder is a file, or job.json a folder
+        where = exc.filename or stamp_path
+        return job_record(job, JobStatus.INVALID, EXIT_USAGE, f"{where}: {exc.strerror or exc}")
     start = time.perf_counter()
     try:
         result = reconstruct_fn(job_options, on_epoch=on_epoch, engine=engine)
@@ -136,10 +144,13 @@ def run_job(
             fingerprint=fingerprint,
         )
     if result.ok:
-        write_record(
-            job.output_dir / layout.JOB_JSON,
-            JobStamp(fingerprint=fingerprint, input_sha256=input_sha, key=job.key),
-        )
+        try:
+            write_record(
+                stamp_path,
+                JobStamp(fingerprint=fingerprint, input_sha256=input_sha, key=job.key),
+            )
+        except OSError as exc:  # the result stands; only a later resume will redo it
+            result.message += f" (not stamped for resume: {stamp_path}: {exc.strerror or exc})"
     return _record_from_result(job, result, fingerprint=fingerprint, input_sha256=input_sha)
 
 
