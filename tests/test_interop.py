@@ -315,6 +315,30 @@ def test_export_writes_products_for_an_existing_study(finished: Path) -> None:
     assert loaded.metadata.photon_energy_eV == 7000
 
 
+def test_export_uses_the_patterns_the_job_used(
+    study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    import flyrecon.study.runner as study_runner
+    from flyrecon.study.jobs import run_job
+
+    root = tmp_path / "study"
+    shutil.copytree(study_tree[0], root / "phase_c")
+    shutil.copytree(study_tree[1], root / "phase_d")
+    job = partial(run_job, engine=NoisyEngine())
+    monkeypatch.setattr(
+        study_runner, "run_study", partial(study_runner.run_study, job_fn=job, report=False)
+    )
+    args = ["study-run", "--study-root", str(root), "--dose", "1000", "--view", "baseline"]
+    result = runner.invoke(app, [*args, "--split", "train", "--num-epochs", "2", "--n-images", "3"])
+    assert result.exit_code == 0, result.output
+    (product,) = (root / "reconstructions").rglob(layout.PRODUCT_H5)
+    assert len(read_product(product).xcoords) == 3
+    product.unlink()
+    export = runner.invoke(app, ["export", "--artifact-root", str(root / "reconstructions")])
+    assert export.exit_code == 0, export.output
+    assert len(read_product(product).xcoords) == 3  # not every pattern of the input
+
+
 def test_reconstruct_does_not_import_ptychodus(tiny_npz: Path, tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,14 +38,21 @@ def export_study(artifact_root: Path, given: PhysicalGeometry | None = None) -> 
         if rec.status not in (JobStatus.SUCCEEDED, JobStatus.RESUMED):
             out.skipped.append(f"{rec.key}: {rec.status}")
             continue
+        result_npz = folder / layout.RESULT_NPZ
         try:
-            with np.load(folder / layout.RESULT_NPZ, allow_pickle=False) as npz:
+            with np.load(result_npz, allow_pickle=False) as npz:
                 obj, probe = npz["object"], npz["probe"]
                 origin = tuple(int(v) for v in npz["canvas_origin_px"])
                 losses = [float(v) for v in npz["loss_history"]]
                 algorithm = str(npz["algorithm"])
-            dataset = load_dataset(rec.input_npz)
-        except (OSError, KeyError, ValueError, FlyreconError) as exc:
+                settings = json.loads(str(npz["flyrecon_settings_json"]))
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            out.skipped.append(f"{rec.key}: cannot read {result_npz} ({exc})")
+            continue
+        try:  # the patterns the job used: --n-images kept the first N
+            n_images = settings.get("n_images") if isinstance(settings, dict) else None
+            dataset = load_dataset(rec.input_npz, n_images if isinstance(n_images, int) else None)
+        except FlyreconError as exc:
             out.skipped.append(f"{rec.key}: {exc}")
             continue
         product = build_product(
