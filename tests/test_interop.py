@@ -254,9 +254,9 @@ def test_evaluate_takes_a_bare_npy_array_as_the_object(tmp_path: Path) -> None:
     assert metrics["phase_ssim"] > 0.99
 
 
-@pytest.fixture
-def finished(study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch) -> Path:
-    """A 6-job study (one dose) run with the real reconstruct and a stand-in engine."""
+def _run_study(study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch, *args: str) -> Path:
+    """A copy of the study tree run at dose 1000 (2 epochs, `args` added) with the real
+    reconstruct and a stand-in engine; returns the study root."""
     import flyrecon.study.runner as study_runner
     from flyrecon.study.jobs import run_job
 
@@ -267,11 +267,16 @@ def finished(study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch) -> Path
     monkeypatch.setattr(
         study_runner, "run_study", partial(study_runner.run_study, job_fn=job, report=False)
     )
-    result = runner.invoke(
-        app, ["study-run", "--study-root", str(root), "--dose", "1000", "--num-epochs", "2"]
-    )
+    command = ["study-run", "--study-root", str(root), "--dose", "1000", "--num-epochs", "2"]
+    result = runner.invoke(app, [*command, *args])
     assert result.exit_code == 0, result.output
     return root
+
+
+@pytest.fixture
+def finished(study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch) -> Path:
+    """A 6-job study (one dose) run with the real reconstruct and a stand-in engine."""
+    return _run_study(study_tree, tmp_path, monkeypatch)
 
 
 def test_report_adds_a_second_methods_rows_and_curves(finished: Path, tmp_path: Path) -> None:
@@ -318,19 +323,8 @@ def test_export_writes_products_for_an_existing_study(finished: Path) -> None:
 def test_export_uses_the_patterns_the_job_used(
     study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch
 ) -> None:
-    import flyrecon.study.runner as study_runner
-    from flyrecon.study.jobs import run_job
-
-    root = tmp_path / "study"
-    shutil.copytree(study_tree[0], root / "phase_c")
-    shutil.copytree(study_tree[1], root / "phase_d")
-    job = partial(run_job, engine=NoisyEngine())
-    monkeypatch.setattr(
-        study_runner, "run_study", partial(study_runner.run_study, job_fn=job, report=False)
-    )
-    args = ["study-run", "--study-root", str(root), "--dose", "1000", "--view", "baseline"]
-    result = runner.invoke(app, [*args, "--split", "train", "--num-epochs", "2", "--n-images", "3"])
-    assert result.exit_code == 0, result.output
+    args = ("--view", "baseline", "--split", "train", "--n-images", "3")
+    root = _run_study(study_tree, tmp_path, monkeypatch, *args)
     (product,) = (root / "reconstructions").rglob(layout.PRODUCT_H5)
     assert len(read_product(product).xcoords) == 3
     product.unlink()

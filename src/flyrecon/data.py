@@ -76,6 +76,15 @@ def _check_is_npz(path: Path) -> None:
         raise _fail(path, "not an NPZ archive (not a zip file)")
 
 
+def open_npz(path: Path) -> Any:
+    """An open NPZ archive (`np.load`, no pickles); `InputError` for anything that is not one."""
+    _check_is_npz(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(path, f"not a readable NPZ archive ({exc})") from None
+
+
 def _check_declared_size(npz: Any, path: Path, key: str) -> None:
     """Refuse a member whose .npy header declares more data than the member holds (it would
     otherwise allocate that much before failing), or that is not .npy data at all."""
@@ -109,7 +118,9 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> None:
         )
 
 
-def _read_array(npz: Any, path: Path, key: str) -> np.ndarray:
+def read_array(npz: Any, path: Path, key: str) -> np.ndarray:
+    """Member `key` of an open NPZ as a numeric array; `InputError` naming the file and key
+    for a damaged, oversized, pickled or non-array member."""
     _check_declared_size(npz, path, key)
     try:
         arr = npz[key]
@@ -158,7 +169,7 @@ def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
 def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
     if METADATA_KEY not in npz.files:
         return {}
-    raw = _read_array(npz, path, METADATA_KEY)
+    raw = read_array(npz, path, METADATA_KEY)
     if raw.dtype.kind not in "US" or raw.size != 1:
         raise _fail(path, "expected a JSON string", METADATA_KEY)
     text = raw.item()
@@ -198,17 +209,12 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
     Raises `InputError` (exit code 2) for every violation of the contract.
     """
     path = Path(path)
-    _check_is_npz(path)
-    try:
-        npz_ctx = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _fail(path, f"not a readable NPZ archive ({exc})") from None
-    with npz_ctx as npz:
+    with open_npz(path) as npz:
         missing = [k for k in REQUIRED_KEYS if k not in npz.files]
         if missing:
             raise _fail(path, "missing required key", missing[0])
-        arrays = {k: _read_array(npz, path, k) for k in REQUIRED_KEYS}
-        y_patches = _read_array(npz, path, "Y") if "Y" in npz.files else None
+        arrays = {k: read_array(npz, path, k) for k in REQUIRED_KEYS}
+        y_patches = read_array(npz, path, "Y") if "Y" in npz.files else None
         metadata = _read_metadata(npz, path)
 
     diffraction = arrays["diffraction"]
@@ -370,15 +376,10 @@ def load_complex_array(path: Path | str, key: str) -> np.ndarray:
     Raises `InputError` naming the file and key for every problem.
     """
     path = Path(path)
-    _check_is_npz(path)
-    try:
-        npz_ctx = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _fail(path, f"not a readable NPZ archive ({exc})") from None
-    with npz_ctx as npz:
+    with open_npz(path) as npz:
         if key not in npz.files:
             raise _fail(path, "missing required key", key)
-        arr = _read_array(npz, path, key)
+        arr = read_array(npz, path, key)
     _check_ndim(arr, path, key, 2)
     arr = _as_complex(arr, path, key)
     _check_finite(arr, path, key)

@@ -12,14 +12,13 @@ exactly as for flyrecon's own results.
 from __future__ import annotations
 
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from flyrecon import layout
-from flyrecon.data import PtychoDataset, load_dataset
+from flyrecon.data import PtychoDataset, load_dataset, read_array
 from flyrecon.errors import FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas, canvas_for
 from flyrecon.scoring import Scored, score
@@ -91,28 +90,19 @@ def load_reconstruction(path: Path, key: str | None = None) -> Reconstruction:
         raise InputError(path, f"not a readable NPZ, NPY or HDF5 file ({exc})") from None
     if isinstance(loaded, np.ndarray):  # a bare .npy array: the object, frame unknown
         return Reconstruction(_checked_object(loaded, path, None), None, "NPY array")
-    member = None
-    try:
-        with loaded as npz:
-            keys = (key,) if key else OBJECT_KEYS
-            member = next((k for k in keys if k in npz.files), None)
-            if member is None:
-                wanted = key or " or ".join(OBJECT_KEYS)
-                raise InputError(path, f"no object array (looked for {wanted})", key)
-            obj = np.asarray(npz[member])
-            found = member
-            origin = None
-            if "canvas_origin_px" in npz.files:
-                member = "canvas_origin_px"
-                o = np.asarray(npz[member]).ravel()
-                if o.size != 2 or o.dtype.kind not in "iuf" or not np.isfinite(o).all():
-                    raise InputError(path, "expected 2 finite numbers", member)
-                origin = (float(o[0]), float(o[1]))
-    except FlyreconError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        # an object array (refused, never unpickled) or a damaged archive
-        raise InputError(path, f"cannot be read ({exc})", member) from None
+    with loaded as npz:
+        keys = (key,) if key else OBJECT_KEYS
+        found = next((k for k in keys if k in npz.files), None)
+        if found is None:
+            wanted = key or " or ".join(OBJECT_KEYS)
+            raise InputError(path, f"no object array (looked for {wanted})", key)
+        obj = read_array(npz, path, found)
+        origin = None
+        if "canvas_origin_px" in npz.files:
+            o = read_array(npz, path, "canvas_origin_px").ravel()
+            if o.size != 2 or o.dtype.kind not in "iuf" or not np.isfinite(o).all():
+                raise InputError(path, "expected 2 finite numbers", "canvas_origin_px")
+            origin = (float(o[0]), float(o[1]))
     obj = _checked_object(obj, path, found)
     kind = "flyrecon result" if origin is not None else f"NPZ key {found!r}"
     return Reconstruction(obj, origin, kind)

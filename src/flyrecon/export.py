@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from flyrecon import __version__, layout
-from flyrecon.data import load_dataset
+from flyrecon.data import load_dataset, open_npz, read_array
 from flyrecon.errors import FlyreconError
 from flyrecon.options import PhysicalGeometry
 from flyrecon.product import build_product, write_product
 from flyrecon.records import JobStatus
 from flyrecon.report import latest_records
+
+_RESULT_KEYS = (
+    "object",
+    "probe",
+    "canvas_origin_px",
+    "loss_history",
+    "algorithm",
+    "flyrecon_settings_json",
+)
+"""What a product is rebuilt from, besides the job's input."""
 
 
 @dataclass
@@ -40,19 +46,17 @@ def export_study(artifact_root: Path, given: PhysicalGeometry | None = None) -> 
             continue
         result_npz = folder / layout.RESULT_NPZ
         try:
-            with np.load(result_npz, allow_pickle=False) as npz:
-                obj, probe = npz["object"], npz["probe"]
-                origin = tuple(int(v) for v in npz["canvas_origin_px"])
-                losses = [float(v) for v in npz["loss_history"]]
-                algorithm = str(npz["algorithm"])
-                settings = json.loads(str(npz["flyrecon_settings_json"]))
-        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            out.skipped.append(f"{rec.key}: cannot read {result_npz} ({exc})")
-            continue
-        try:  # the patterns the job used: --n-images kept the first N
+            with open_npz(result_npz) as npz:
+                a = {k: read_array(npz, result_npz, k) for k in _RESULT_KEYS if k in npz.files}
+            obj, probe = a["object"], a["probe"]
+            origin = tuple(int(v) for v in a["canvas_origin_px"])
+            losses = [float(v) for v in a["loss_history"]]
+            algorithm = str(a["algorithm"])
+            settings = json.loads(str(a["flyrecon_settings_json"]))
             n_images = settings.get("n_images") if isinstance(settings, dict) else None
+            # the patterns the job used: --n-images kept the first N
             dataset = load_dataset(rec.input_npz, n_images if isinstance(n_images, int) else None)
-        except FlyreconError as exc:
+        except (KeyError, ValueError, TypeError, FlyreconError) as exc:
             out.skipped.append(f"{rec.key}: {exc}")
             continue
         product = build_product(
