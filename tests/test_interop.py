@@ -103,6 +103,42 @@ def test_recorded_geometry_wins_over_flags_and_flags_over_defaults(tmp_path: Pat
     assert product.photon_energy_ev == 12000 and "given on the command line" in product.comments
 
 
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"photon_energy_ev": 1e-300, "detector_distance_m": 2.0, "detector_pixel_m": 75e-6},
+        {"photon_energy_ev": 8000, "detector_distance_m": float("inf"), "detector_pixel_m": 1e-4},
+        {"photon_energy_ev": 8000},
+        "8 keV",
+    ],
+)
+def test_unusable_recorded_geometry_is_said_not_used(recorded: object) -> None:
+    from flyrecon.product import resolve_geometry
+
+    geometry, source = resolve_geometry({"geometry": recorded}, None)
+    assert geometry == PhysicalGeometry()
+    assert source == (
+        "flyrecon's defaults; the input's metadata geometry is incomplete or out of range, not used"
+    )
+    flags = PhysicalGeometry(photon_energy_ev=12000)
+    assert resolve_geometry({"geometry": recorded}, flags)[0] == flags
+    assert resolve_geometry({}, None)[1] == "flyrecon's defaults (the input records none)"
+
+
+@pytest.mark.parametrize(
+    "flag", [("--energy-ev", "1e-300"), ("--distance-m", "inf"), ("--pixel-size-m", "3")]
+)
+def test_absurd_geometry_flags_are_usage_errors(tmp_path: Path, flag: tuple[str, str]) -> None:
+    from typer.testing import CliRunner
+
+    from flyrecon.cli import app
+
+    args = ["prep-synthetic", "--fixture", "--output-root", str(tmp_path / "s"), *flag]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s").exists()
+
+
 def test_prep_synthetic_records_the_physical_geometry(tmp_path: Path) -> None:
     args = ["prep-synthetic", "--output-root", str(tmp_path), "--fixture", "--energy-ev", "9000"]
     result = runner.invoke(app, args)

@@ -210,6 +210,48 @@ def test_prep_synthetic_refuses_an_object_too_bright_to_simulate(tmp_path: Path)
     assert "rescale" in result.stderr and not any(root.rglob("*.npz"))
 
 
+@pytest.mark.parametrize(("half", "rows"), [("train", "0-127"), ("test", "128-255")])
+def test_prep_synthetic_refuses_an_object_half_of_zeros(
+    tmp_path: Path, half: str, rows: str
+) -> None:
+    obj = np.ones((256, 256), np.complex64)
+    obj[slice(0, 128) if half == "train" else slice(128, None)] = 0
+    path = tmp_path / "half.npz"
+    np.savez(path, objectGuess=obj)
+    root = tmp_path / "study"
+    result = runner.invoke(
+        app, ["prep-synthetic", "--output-root", str(root), "--object-npz", str(path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"half.npz: objectGuess: the {half} half of the object (rows {rows}) is all zero" in (
+        " ".join(result.stderr.split())
+    )
+    assert not any(root.rglob("*.npz"))
+
+
+def test_prep_synthetic_dense_overlap_must_exceed_sparse(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    args = ["prep-synthetic", "--output-root", str(root), "--fixture"]
+    result = runner.invoke(app, [*args, "--dense-overlap", "0.2", "--sparse-overlap", "0.5"])
+    assert result.exit_code == 2, result.output
+    assert "dense_overlap (0.2) must be larger than sparse_overlap (0.5)" in result.stderr
+    assert not root.exists()
+
+
+def test_cuda_requested_without_one_is_an_input_error(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flyrecon.engine as engine
+
+    monkeypatch.setattr(engine, "cuda_available", lambda: False)
+    args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--device", "cuda", "--num-epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "--device cuda: torch sees no CUDA device" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "ptychi_reconstruction.npz").exists()
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

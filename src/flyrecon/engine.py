@@ -19,7 +19,7 @@ import numpy as np
 
 from flyrecon.convergence import ConvergenceTrace, StopKind
 from flyrecon.deferred import eager_dynamo, stand_ins
-from flyrecon.errors import ReconstructionError, one_line
+from flyrecon.errors import InputError, ReconstructionError, one_line
 from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
 
 EpochCallback = Callable[[int, int, float], None]
@@ -77,12 +77,17 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: Device) -> str:
-    """`cpu` or `cuda` for the requested device; asking for CUDA without one is an error."""
+    """`cpu` or `cuda` for the requested device; asking for CUDA without one is an input
+    error (exit 2): the job as asked cannot run on this machine."""
     if device == Device.CPU:
         return "cpu"
     has_cuda = cuda_available()
     if device == Device.CUDA and not has_cuda:
-        raise ReconstructionError("--device cuda was requested but torch sees no CUDA device")
+        raise InputError(
+            None,
+            "torch sees no CUDA device on this machine (use --device auto or cpu)",
+            key="--device cuda",
+        )
     return "cuda" if has_cuda else "cpu"
 
 

@@ -152,9 +152,10 @@ class PhysicalGeometry(_Model):
     stated in every ptychodus product's comments when they were used.
     """
 
-    photon_energy_ev: float = Field(default=10_000.0, gt=0)
-    detector_distance_m: float = Field(default=2.0, gt=0)
-    detector_pixel_m: float = Field(default=75e-6, gt=0)
+    photon_energy_ev: float = Field(default=10_000.0, ge=10.0, le=1e7)
+    """From extreme ultraviolet to hard gamma rays; outside, a unit slip (keV for eV)."""
+    detector_distance_m: float = Field(default=2.0, ge=1e-3, le=1e3)
+    detector_pixel_m: float = Field(default=75e-6, ge=1e-7, le=1e-1)
 
     @property
     def wavelength_m(self) -> float:
@@ -334,6 +335,11 @@ class SyntheticOptions(_Model):
             raise ValueError("--fixture uses its own 128 px object and 64 px probe")
         if self.fixture and self.probe_px != FIXTURE_PROBE_PX:
             raise ValueError(f"--fixture needs probe_px {FIXTURE_PROBE_PX}")
+        if self.dense_overlap <= self.sparse_overlap:
+            raise ValueError(
+                f"dense_overlap ({self.dense_overlap}) must be larger than sparse_overlap "
+                f"({self.sparse_overlap})"
+            )
         return self
 
     def seeds(self) -> dict[str, int]:

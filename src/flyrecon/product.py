@@ -58,15 +58,16 @@ def resolve_geometry(
     """The physical geometry of a dataset and where it came from: its metadata's `geometry`
     (prep-synthetic records one), else `given` (the command line), else the defaults."""
     recorded = metadata.get("geometry") if isinstance(metadata, dict) else None
-    if isinstance(recorded, dict):
+    unusable = ""
+    if recorded is not None:
         try:
             fields = {k: recorded[k] for k in PhysicalGeometry.model_fields}
             return PhysicalGeometry(**fields), "recorded in the input's metadata"
         except (KeyError, ValueError, TypeError):
-            pass
+            unusable = "; the input's metadata geometry is incomplete or out of range, not used"
     if given is not None:
-        return given, "given on the command line"
-    return PhysicalGeometry(), "flyrecon's defaults (the input records none)"
+        return given, "given on the command line" + unusable
+    return PhysicalGeometry(), "flyrecon's defaults" + (unusable or " (the input records none)")
 
 
 def build_product(

@@ -292,6 +292,7 @@ def build_scene(options: SyntheticOptions) -> Scene:
     where = options.object_npz or "options"
     geometry = SplitGeometry(obj.shape[0], obj.shape[1], size)
     geometry.check(where)
+    _check_halves(obj, geometry, where)
     scan_rng = np.random.default_rng(seeds["scan"])
     positions = {}
     for split, ranges in geometry.centre_ranges().items():
@@ -300,6 +301,21 @@ def build_scene(options: SyntheticOptions) -> Scene:
             raise InputError(where, f"the {options.scan} scan puts no position in the {split} half")
     views = _select_views(options, positions, diameter, seeds["selection"])
     return Scene(obj, probe, positions, views, diameter, geometry)
+
+
+def _check_halves(obj: np.ndarray, geometry: SplitGeometry, where: Path | str) -> None:
+    """Fail in one line when a split's half of the object is all zero (no diffraction: its
+    files would hold nothing to reconstruct)."""
+    b = geometry.boundary_row
+    for split, rows in (("train", slice(0, b)), ("test", slice(b, None))):
+        if not np.any(obj[rows]):
+            first, last = rows.indices(obj.shape[0])[:2]
+            raise InputError(
+                where,
+                f"the {split} half of the object (rows {first}-{last - 1}) is all zero: it "
+                "would diffract nothing",
+                "objectGuess",
+            )
 
 
 def _fixture_scene(
