@@ -125,6 +125,8 @@ def quick_reconstruct(options, *, on_epoch=None, engine=None) -> JobResult:
     for name in layout.JOB_OUTPUTS:
         (out / name).unlink(missing_ok=True)
     np.savez(out / layout.RESULT_NPZ, object=np.ones((2, 2), np.complex64))
+    for name in (layout.PRODUCT_H5, layout.FIGURE_PNG, layout.METRICS_JSON):
+        (out / name).write_bytes(b"stand-in")
     (out / options.log_name).write_text("quick\n")
     result = JobResult(
         returncode=EXIT_OK,

@@ -251,6 +251,26 @@ def _product_with_array_pixel_size(path: Path) -> None:
         h5.create_dataset("probe_position_y_m", data=np.zeros(3))
 
 
+def _product_with_empty_object(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("object", data=np.ones((0, 10, 10), np.complex64))
+        h5.create_dataset("probe", data=np.ones((1, 1, 4, 4), np.complex64))
+        h5.create_dataset("probe_position_x_m", data=np.zeros(3))
+        h5.create_dataset("probe_position_y_m", data=np.zeros(3))
+
+
+def _product_declaring_terabytes(path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as h5:  # chunked and never written: a few kB on disk
+        h5.create_dataset("object", shape=(1, 10**6, 10**6), dtype=np.complex64, chunks=True)
+        h5.create_dataset("probe", data=np.ones((1, 1, 4, 4), np.complex64))
+        h5.create_dataset("probe_position_x_m", data=np.zeros(3))
+        h5.create_dataset("probe_position_y_m", data=np.zeros(3))
+
+
 def _damaged_zip(path: Path) -> None:
     np.savez(path, object=np.ones((8, 8), np.complex64))
     data = bytearray(path.read_bytes())
@@ -265,6 +285,8 @@ def _damaged_zip(path: Path) -> None:
         ("garbage.h5", lambda p: p.write_bytes(b"not HDF5" * 64), "not an HDF5 file"),
         ("array-attribute.h5", _product_with_array_pixel_size, "not a readable"),
         ("fifo.npz", lambda p: os.mkfifo(p), "not a regular file"),
+        ("empty-object.h5", _product_with_empty_object, "object: is empty"),
+        ("terabytes.h5", _product_declaring_terabytes, "more than this machine's memory"),
     ],
 )
 def test_evaluate_refuses_unreadable_files_without_hanging(
@@ -278,6 +300,16 @@ def test_evaluate_refuses_unreadable_files_without_hanging(
     result = runner.invoke(app, ["evaluate", "--truth", str(truth), "--recon", str(bad)])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert message in result.stderr and str(bad) in result.stderr
+
+
+def test_evaluate_output_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    truth, obj = _shifted_truth(tmp_path)
+    np.save(tmp_path / "net.npy", obj)
+    (tmp_path / "a-file").write_text("x")
+    args = ["evaluate", "--truth", str(truth), "--recon", str(tmp_path / "net.npy")]
+    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "a-file")])
+    assert result.exit_code == 2, result.output
+    assert "a-file: output path exists and is not a directory" in result.stderr
 
 
 def test_evaluate_takes_a_bare_npy_array_as_the_object(tmp_path: Path) -> None:

@@ -294,3 +294,69 @@ def test_an_unexpected_error_is_one_line_with_the_traceback_behind_debug(
     ]
     debug = runner.invoke(app, ["--debug", *args])
     assert debug.exit_code == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("name", ["ptychi_reconstruction.npz", "job.json", "reconstruct.log"])
+def test_an_input_that_is_an_output_of_its_job_is_refused_untouched(
+    tiny_npz: Path, tmp_path: Path, name: str
+) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    inside = out / name
+    shutil.copy(tiny_npz, inside)
+    before = inside.read_bytes()
+    args = ["reconstruct", "--input-npz", str(inside), "--output-dir", str(out)]
+    result = runner.invoke(app, [*args, "--num-epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "the input is a file this job writes" in result.stderr
+    assert inside.read_bytes() == before and [p.name for p in out.iterdir()] == [name]
+
+
+def test_a_path_that_is_not_utf8_is_a_usage_error(tiny_npz: Path, tmp_path: Path) -> None:
+    bad = tmp_path / b"out-\xff".decode("utf-8", "surrogateescape")
+    args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(bad)]
+    result = runner.invoke(app, [*args, "--num-epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert "output_dir" in result.stderr and "is not valid UTF-8" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not bad.exists()
+
+
+def test_reconstruct_into_a_job_folder_removes_the_studys_stamp(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    from flyrecon import layout
+    from helpers import FakeEngine
+
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / layout.JOB_JSON).write_text("{}")
+    options = ReconstructOptions(input_npz=tiny_npz, output_dir=out)
+    assert reconstruct(options, engine=FakeEngine()).ok
+    assert not (out / layout.JOB_JSON).exists()
+
+
+def test_prep_synthetic_refuses_a_root_that_holds_a_study(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    args = ["prep-synthetic", "--output-root", str(root), "--fixture"]
+    assert runner.invoke(app, [*args, "--dose", "1000"]).exit_code == 0
+    before = sorted(str(p) for p in root.rglob("*"))
+    result = runner.invoke(app, [*args, "--dose", "2000", "--seed", "5"])
+    assert result.exit_code == 2, result.output
+    assert "already holds a study" in result.stderr
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flags", [["--object-px", "200000"], ["--step-px", "0.2"]])
+def test_prep_synthetic_refuses_a_design_larger_than_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
+) -> None:
+    import flyrecon.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "physical_memory_bytes", lambda: 2 * 10**9)
+    root = tmp_path / "study"
+    result = runner.invoke(app, ["prep-synthetic", "--output-root", str(root), *flags])
+    assert result.exit_code == 2, result.output
+    assert "more than this machine's memory (2 GB)" in result.stderr
+    assert not root.exists()

@@ -329,3 +329,46 @@ def test_resume_reruns_a_job_when_the_geometry_given_for_it_changes(tmp_path: Pa
     again = quick_job(job, other)
     assert again.returncode == 0 and not again.reused
     assert quick_job(job, other).reused
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated result npz", "product removed", "figure removed", "other input's result"],
+)
+def test_resume_reruns_a_job_whose_outputs_are_not_its_own_or_not_whole(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    ran = _stub(monkeypatch)
+    args = _study(tree, "--dose", "1000", "--view", "baseline", "--split", "train")
+    assert runner.invoke(app, args).exit_code == 0
+    job = tree / "out" / "dose_1000" / "baseline" / "train"
+    if damage == "truncated result npz":
+        npz = job / layout.RESULT_NPZ
+        npz.write_bytes(npz.read_bytes()[:100])
+    elif damage == "other input's result":  # `reconstruct` run by hand into the job folder
+        result = json.loads((job / layout.RESULT_JSON).read_text())
+        result["input_npz"] = str(tree / "phase_d" / "dose_1000" / "sparse" / "sparse_test.npz")
+        (job / layout.RESULT_JSON).write_text(json.dumps(result))
+    else:
+        (job / (layout.PRODUCT_H5 if "product" in damage else layout.FIGURE_PNG)).unlink()
+    ran.clear()
+    assert runner.invoke(app, args).exit_code == 0
+    assert ran == ["dose_1000/baseline/train"]
+
+
+def test_a_symlinked_job_folder_is_not_written_through(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    job = tree / "out" / "dose_1000" / "baseline" / "train"
+    job.parent.mkdir(parents=True)
+    job.symlink_to(elsewhere, target_is_directory=True)
+    args = _study(tree, "--dose", "1000", "--view", "baseline", "--split", "train")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    record = _manifest(tree)["execution_results"][0]
+    assert record["status"] == "invalid" and "symbolic link" in record["reason"]
+    assert ran == [] and sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
@@ -24,9 +25,16 @@ from flyrecon.errors import InputError
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
 METADATA_KEY = "metadata"
 MIN_SCAN_SPAN_PX = 1.0
-MIN_AMPLITUDE, MAX_AMPLITUDE = 1e-15, 1e15
-"""The largest amplitude must lie within these: its square, an intensity, then stays well
-inside single precision (pty-chi computes in float32) with room for sums over pixels."""
+MIN_AMPLITUDE, MAX_AMPLITUDE = 1e-5, 1e6
+"""The largest amplitude must lie within these. pty-chi computes in single precision and its
+step sizes multiply several intensities: measured on the fixture, every engine ran with the
+brightest amplitude from 1e-6 to 1e7 and produced NaN at 1e-9 and 1e8; the bounds keep a
+decade of margin. Raw photon counts (amplitudes up to about 3e4) lie well inside."""
+MIN_PATTERN_PX = 8
+"""The smallest pattern side: below it there is no diffraction pattern to speak of."""
+MAX_PATCH_SIDE_FACTOR = 4
+"""`Y`'s patches are N or 2N pixels wide (prep-synthetic, the seed fixture); more than 4N is
+refused from the header, before its data are read (no code reads `Y` to reconstruct)."""
 """A scan whose positions all lie within this many pixels cannot be ptychography (no overlap
 geometry to solve); coordinates normalised to [0, 1) instead of pixels look like this."""
 
@@ -85,9 +93,18 @@ def open_npz(path: Path) -> Any:
         raise _fail(path, f"not a readable NPZ archive ({exc})") from None
 
 
-def _check_declared_size(npz: Any, path: Path, key: str) -> None:
-    """Refuse a member whose .npy header declares more data than the member holds (it would
-    otherwise allocate that much before failing), or that is not .npy data at all."""
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | None:
+    """Refuse a member whose .npy header declares more data than the member holds or than
+    this machine's memory (it would otherwise allocate that much before failing), or that is
+    not .npy data at all. Returns the declared shape (None: not stored as <key>.npy)."""
     try:
         info = npz.zip.getinfo(f"{key}.npy")
         with npz.zip.open(info) as member:
@@ -99,7 +116,7 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> None:
             )
             shape, _, dtype = reader(member, max_header_size=100_000)
     except KeyError:
-        return  # not stored under <key>.npy: numpy's own loader decides
+        return None  # not stored under <key>.npy: numpy's own loader decides
     except (zipfile.BadZipFile, zlib.error) as exc:
         raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
     except (ValueError, OSError, EOFError) as exc:
@@ -107,7 +124,7 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> None:
     except NotImplementedError as exc:  # a zip compression method Python cannot read
         raise _fail(path, f"cannot be read ({exc})", key) from None
     if dtype.hasobject:
-        return  # refused as pickled when read
+        return tuple(shape)  # refused as pickled when read
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if declared > info.file_size:
         raise _fail(
@@ -116,6 +133,15 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> None:
             f"holds {info.file_size:,} bytes: the file is damaged",
             key,
         )
+    memory = physical_memory_bytes()
+    if memory is not None and declared > memory:
+        raise _fail(
+            path,
+            f"shape {tuple(shape)} needs {declared / 1e9:.1f} GB, more than this machine's "
+            f"memory ({memory / 1e9:.1f} GB)",
+            key,
+        )
+    return tuple(shape)
 
 
 def read_array(npz: Any, path: Path, key: str) -> np.ndarray:
@@ -151,19 +177,49 @@ def _as_real(arr: np.ndarray, path: Path, key: str, dtype: type) -> np.ndarray:
         raise _fail(path, f"expected real numbers, got {arr.dtype}", key)
     if arr.dtype.kind not in "iuf":  # numpy counts timedelta64 as an integer type
         raise _fail(path, f"expected real numbers, got dtype {arr.dtype}", key)
+    if np.dtype(dtype) == np.float32:
+        _check_fits_single(arr, path, key)
     return arr.astype(dtype, copy=False)
 
 
 def _as_complex(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
     if not np.iscomplexobj(arr):
         raise _fail(path, f"expected complex numbers, got {arr.dtype}", key)
+    _check_fits_single(arr.real, path, key)
+    _check_fits_single(arr.imag, path, key)
     return arr.astype(np.complex64, copy=False)
+
+
+def _check_fits_single(arr: np.ndarray, path: Path, key: str) -> None:
+    """Refuse finite values beyond single precision (the cast would turn them into Inf)."""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or arr.size == 0:
+        return
+    finite = np.abs(arr[np.isfinite(arr)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest > float(np.finfo(np.float32).max):
+        raise _fail(path, f"holds {largest:.3g}, beyond single precision; rescale it", key)
 
 
 def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
         raise _fail(path, f"holds {bad} NaN or Inf value(s)", key)
+
+
+def _read_patches(npz: Any, path: Path, diffraction: np.ndarray) -> np.ndarray:
+    """`Y`, after its header's shape is checked against the patterns (it is never needed to
+    reconstruct, so an inconsistent one is refused before it is read)."""
+    shape = _check_declared_size(npz, path, "Y")
+    if shape is not None and diffraction.ndim == 3 and len(shape) == 3:
+        side = max(shape[1:])
+        if side > MAX_PATCH_SIDE_FACTOR * max(diffraction.shape[1:]):
+            raise _fail(
+                path,
+                f"patches of shape {shape} are over {MAX_PATCH_SIDE_FACTOR}x the "
+                f"{diffraction.shape[1]} px patterns",
+                "Y",
+            )
+    return read_array(npz, path, "Y")
 
 
 def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
@@ -186,6 +242,11 @@ def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
         raise _fail(path, f"is not valid JSON ({exc})", METADATA_KEY) from None
     if not isinstance(meta, dict):
         raise _fail(path, "expected a JSON object", METADATA_KEY)
+    try:
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a JSON escape of a lone surrogate: no text can hold it
+        problem = "holds an escaped lone surrogate, not Unicode text"
+        raise _fail(path, problem, METADATA_KEY) from None
     return meta
 
 
@@ -214,7 +275,7 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         if missing:
             raise _fail(path, "missing required key", missing[0])
         arrays = {k: read_array(npz, path, k) for k in REQUIRED_KEYS}
-        y_patches = read_array(npz, path, "Y") if "Y" in npz.files else None
+        y_patches = _read_patches(npz, path, arrays["diffraction"]) if "Y" in npz.files else None
         metadata = _read_metadata(npz, path)
 
     diffraction = arrays["diffraction"]
@@ -223,6 +284,9 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
     n, rows, cols = diffraction.shape
     if rows != cols:
         raise _fail(path, f"patterns must be square, got {rows}x{cols}", "diffraction")
+    if rows < MIN_PATTERN_PX:
+        problem = f"patterns are {rows}x{cols}, at least {MIN_PATTERN_PX} px are needed"
+        raise _fail(path, problem, "diffraction")
     if n < 2:
         raise _fail(path, f"needs at least 2 patterns, got {n}", "diffraction")
     _check_finite(diffraction, path, "diffraction")

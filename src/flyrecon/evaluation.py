@@ -182,7 +182,12 @@ def write_evaluation(out: Path, result: EvaluationResult, title: str) -> list[Pa
     from flyrecon.atomic import write_json
     from flyrecon.figures import job_figure
 
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output path exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out, f"cannot create the output directory ({exc.strerror})") from None
     scored = result.scored
     figure = job_figure(
         out / layout.FIGURE_PNG,

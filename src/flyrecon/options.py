@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,6 +96,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
     )
+
+    @model_validator(mode="after")
+    def _paths_are_text(self) -> Self:
+        """Paths must be Unicode text: undecodable bytes (kept as lone surrogates) cannot be
+        written into the JSON records or the log."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                try:
+                    str(value).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name}: {str(value)!a} is not valid UTF-8") from None
+        return self
 
 
 class ReconSettings(_Model):

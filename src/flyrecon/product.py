@@ -152,6 +152,23 @@ def _attr(h5: Any, name: str, path: Path) -> Any:
         raise InputError(path, "missing attribute", name) from None
 
 
+def _check_loadable(dataset: Any, path: Path, key: str) -> None:
+    """Refuse an empty dataset, or one larger than this machine's memory, before reading it."""
+    from flyrecon.data import physical_memory_bytes
+
+    if dataset.size == 0:
+        raise InputError(path, f"is empty (shape {dataset.shape})", key)
+    needed = dataset.size * dataset.dtype.itemsize
+    memory = physical_memory_bytes()
+    if memory is not None and needed > memory:
+        raise InputError(
+            path,
+            f"shape {dataset.shape} needs {needed / 1e9:.1f} GB, more than this machine's "
+            f"memory ({memory / 1e9:.1f} GB)",
+            key,
+        )
+
+
 def read_product(path: Path) -> ProductData:
     """Read a ptychodus product (flyrecon's or another program's); InputError if unusable."""
     import h5py
@@ -166,6 +183,7 @@ def read_product(path: Path) -> ProductData:
         for key in ("object", "probe", "probe_position_x_m", "probe_position_y_m"):
             if not isinstance(h5.get(key), h5py.Dataset):
                 raise InputError(path, "missing dataset", key)
+            _check_loadable(h5[key], path, key)
         obj = np.asarray(h5["object"][()])
         if obj.ndim == 3:
             obj = obj[0]

@@ -22,7 +22,7 @@ from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, write_json, write_with
 from flyrecon.data import PtychoDataset, load_dataset
 from flyrecon.engine import EngineFn, EngineResult, EpochCallback
-from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError
+from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas
 from flyrecon.inputs import engine_input
 from flyrecon.options import ObjectInit, ReconstructOptions
@@ -44,16 +44,29 @@ def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
         raise InputError(output_dir, "output directory is not writable")
     for name in layout.JOB_OUTPUTS:  # result.json first: a stale result must never look current
         (output_dir / name).unlink(missing_ok=True)
+    # a study's stamp says what made the outputs; this run replaces them (study-run stamps anew)
+    (output_dir / layout.JOB_JSON).unlink(missing_ok=True)
     for name in (*layout.JOB_OUTPUTS, log_name):  # leftovers of a killed run
         for stale in output_dir.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def _is_an_output(input_npz: Path, output_dir: Path, log_name: str) -> bool:
+    """Whether `input_npz` is one of the files a job in `output_dir` replaces."""
+    names = (*layout.JOB_OUTPUTS, layout.JOB_JSON, log_name)
+    try:
+        return any(
+            input_npz.samefile(output_dir / name) for name in names if (output_dir / name).exists()
+        )
+    except OSError:
+        return False
 
 
 def _make_logger(log_file: Path) -> tuple[logging.Logger, logging.Handler]:
     logger = logging.getLogger(f"flyrecon.run.{id(log_file)}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     return logger, handler
@@ -173,6 +186,13 @@ def reconstruct(
         result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
         result.message = f"{options.input_npz}: {problem}"
         return result
+    if _is_an_output(options.input_npz, out, options.log_name):
+        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
+        result.message = (
+            f"{options.input_npz}: the input is a file this job writes in {out}; choose "
+            "another output directory"
+        )
+        return result
     log_stack = ExitStack()
     try:
         _prepare_output_dir(out, options.log_name)
@@ -220,6 +240,9 @@ def reconstruct(
         except OSError as exc:
             result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
             result.message = f"{out / layout.RESULT_JSON}: cannot write ({exc.strerror})"
+        except Exception as exc:  # e.g. text JSON cannot hold: the job fails, never raises
+            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+            result.message = f"{out / layout.RESULT_JSON}: cannot write ({one_line(exc)})"
     return result
 
 

@@ -129,13 +129,16 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def phase_image(npz_path: Path) -> np.ndarray | None:
     """The phase of a job's reconstruction on its canvas ("object_aligned" if present, else
     "object"; amplitude-weighted mean phase removed), or None when there is none."""
+    from flyrecon.data import open_npz, read_array
+    from flyrecon.errors import FlyreconError
+
     if not npz_path.is_file():
         return None
     try:
-        with np.load(npz_path, allow_pickle=False) as npz:
+        with open_npz(npz_path) as npz:
             key = "object_aligned" if "object_aligned" in npz.files else "object"
-            obj = np.asarray(npz[key], dtype=np.complex128)
-    except (OSError, ValueError, KeyError):
+            obj = np.asarray(read_array(npz, npz_path, key), dtype=np.complex128)
+    except (FlyreconError, KeyError, TypeError):
         return None
     offset = np.sum(np.abs(obj) * obj)
     return np.angle(obj * np.conj(offset)) if offset != 0 else np.angle(obj)
@@ -144,7 +147,7 @@ def phase_image(npz_path: Path) -> np.ndarray | None:
 def framed_phases(npz_path: Path, input_npz: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(reconstruction phase, true phase) in objectGuess's frame, NaN outside the region the
     job illuminated; (None, None) when either file cannot be read."""
-    from flyrecon.data import load_dataset
+    from flyrecon.data import load_dataset, open_npz, read_array
     from flyrecon.errors import FlyreconError
     from flyrecon.geometry import canvas_for
     from flyrecon.scoring import truth_region
@@ -154,9 +157,9 @@ def framed_phases(npz_path: Path, input_npz: Path) -> tuple[np.ndarray | None, n
         return None, None
     try:
         dataset = load_dataset(input_npz)
-        with np.load(npz_path, allow_pickle=False) as npz:
-            origin = tuple(int(v) for v in npz["canvas_origin_px"])
-    except (OSError, ValueError, KeyError, FlyreconError):
+        with open_npz(npz_path) as npz:
+            origin = tuple(int(v) for v in read_array(npz, npz_path, "canvas_origin_px"))
+    except (KeyError, TypeError, ValueError, FlyreconError):
         return None, None
     canvas = canvas_for(dataset.ycoords, dataset.xcoords, dataset.pattern_size)
     if canvas.shape != phase.shape or canvas.origin_px != origin:

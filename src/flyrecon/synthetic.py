@@ -20,7 +20,7 @@ import numpy as np
 
 from flyrecon import __version__, layout, simulate
 from flyrecon.atomic import unwritable_dir_reason, write_json
-from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
+from flyrecon.data import PtychoDataset, load_complex_array, physical_memory_bytes, save_dataset
 from flyrecon.errors import InputError
 from flyrecon.hashing import file_sha256
 from flyrecon.options import FIXTURE_PROBE_PX, ScanKind, SyntheticOptions
@@ -559,13 +559,43 @@ def _metadata(
     }
 
 
+PROCEDURAL_BYTES_PER_PIXEL = 64
+"""Memory the procedural object takes per pixel while it is made (complex128 and temporaries)."""
+SIMULATION_BYTES_PER_PIXEL = 16
+"""Memory per pattern pixel while simulating: the expected intensities of both splits
+(float32), one dose's counts and their amplitudes."""
+
+
+def _check_memory(needed: float, what: str, options: SyntheticOptions) -> None:
+    """Refuse a design whose simulation would not fit in this machine's memory."""
+    memory = physical_memory_bytes()
+    if memory is not None and needed > memory:
+        raise InputError(
+            options.object_npz or options.output_root,
+            f"simulating {what} needs about {needed / 1e9:.0f} GB, more than this machine's "
+            f"memory ({memory / 1e9:.0f} GB); lower --object-px or raise --step-px",
+        )
+
+
 def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -> PrepResult:
     """Simulate and write the phase C and phase D trees and study.json under the output root."""
     root = options.output_root
     problem = unwritable_dir_reason(root)
     if problem:
         raise InputError(root, f"output root {problem}")
+    study = layout.StudyRoot(root)
+    if any(p.exists() for p in (study.study_json, study.phase_c, study.phase_d)):
+        raise InputError(
+            root,
+            "already holds a study (study.json, phase_c or phase_d): its files would mix with "
+            "the new design; choose a new --output-root or remove the old study first",
+        )
+    if options.object_npz is None and not options.fixture:
+        _check_memory(options.object_px**2 * PROCEDURAL_BYTES_PER_PIXEL, "the object", options)
     scene = build_scene(options)
+    n = sum(len(scene.positions[split][0]) for split in SPLITS)
+    per_pattern = scene.probe.shape[0] ** 2 * SIMULATION_BYTES_PER_PIXEL
+    _check_memory(n * per_pattern, f"{n} patterns", options)
     root.mkdir(parents=True, exist_ok=True)
     seeds = options.seeds()
     result = PrepResult(

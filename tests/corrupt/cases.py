@@ -333,4 +333,41 @@ CASES: list[Case] = [
         _npz(lambda a: {**a, "objectGuess": np.ones((0, 64), np.complex64)}),
         ("objectGuess", "empty"),
     ),
+    Case(
+        "amplitudes-beyond-the-engine",  # finite in float32, NaN in pty-chi's step sizes
+        _npz(_set("diffraction", lambda a: a["diffraction"] / a["diffraction"].max() * 1e8)),
+        ("diffraction", "largest amplitude", "rescale"),
+    ),
+    Case(
+        "float64-beyond-single-precision",
+        _npz(_set("diffraction", lambda a: _with_value(a["diffraction"], 1e39))),
+        ("diffraction", "beyond single precision"),
+    ),
+    Case(
+        "patterns-too-small",
+        _npz(
+            lambda a: {
+                **a,
+                "diffraction": a["diffraction"][:, :4, :4],
+                "probeGuess": a["probeGuess"][:4, :4],
+            }
+        ),
+        ("diffraction", "at least 8 px"),
+    ),
+    Case(
+        "truth-patches-far-larger-than-patterns",
+        _npz(_set("Y", lambda a: np.zeros((len(a["xcoords"]), 160, 160), np.complex64))),
+        ("Y", "over 4x"),
+    ),
+    Case(
+        "metadata-lone-surrogate",
+        _npz(_set("metadata", lambda a: np.array('{"view": "\\ud800"}'))),
+        ("metadata", "surrogate"),
+    ),
 ]
+
+
+def _with_value(arr: np.ndarray, value: float) -> np.ndarray:
+    out = arr.astype(np.float64)
+    out.flat[0] = value
+    return out

@@ -32,8 +32,9 @@ def fail(message: str, code: int, tb: str | None = None) -> typer.Exit:
 
 def _validation_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "options"
-    return f"invalid option {where}: {first.get('msg', 'invalid value')}"
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"invalid option {where}: {message}" if where else f"invalid options: {message}"
 
 
 @contextmanager

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from flyrecon import __version__, layout
@@ -60,10 +62,22 @@ def _current_result(job: Job, fingerprint: str) -> JobResult | None:
     if (
         result.status == JobStatus.SUCCEEDED
         and stamp.fingerprint == fingerprint
-        and (job.output_dir / layout.RESULT_NPZ).is_file()
+        and result.input_npz == str(job.input_npz)
+        and _outputs_complete(job.output_dir, scored=result.metrics is not None)
     ):
         return result
     return None
+
+
+def _outputs_complete(folder: Path, *, scored: bool) -> bool:
+    """Whether a succeeded job's files are all there (metrics only when it was scored) and
+    its result NPZ is a whole archive (a truncated one has no central directory)."""
+    names = [layout.RESULT_NPZ, layout.PRODUCT_H5, layout.FIGURE_PNG]
+    if scored:
+        names.append(layout.METRICS_JSON)
+    if not all((folder / name).is_file() for name in names):
+        return False
+    return zipfile.is_zipfile(folder / layout.RESULT_NPZ)
 
 
 def job_record(
@@ -127,6 +141,14 @@ def run_job(
             return _record_from_result(
                 job, previous, reused=True, fingerprint=fingerprint, input_sha256=input_sha
             )
+    if job.output_dir.is_symlink():
+        return job_record(
+            job,
+            JobStatus.INVALID,
+            EXIT_USAGE,
+            f"{job.output_dir}: is a symbolic link; a job writes only into a real folder "
+            "under the artifact root",
+        )
     stamp_path = job.output_dir / layout.JOB_JSON
     try:
         stamp_path.unlink(missing_ok=True)
