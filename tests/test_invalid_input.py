@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +362,41 @@ def test_prep_synthetic_refuses_a_design_larger_than_memory(
     assert result.exit_code == 2, result.output
     assert "more than this machine's memory (2 GB)" in result.stderr
     assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    ("slip", "doubt"),
+    [
+        ("counts", "every value is a whole number"),
+        ("corner", "far from the centre"),
+        (None, None),
+    ],
+)
+def test_unit_and_layout_slips_are_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slip: str | None, doubt: str | None
+) -> None:
+    import flyrecon.reconstruct as rec
+    from corrupt.cases import valid_arrays
+    from helpers import FakeEngine
+
+    arrays = valid_arrays()
+    amplitudes = arrays["diffraction"] / arrays["diffraction"].max() * 30
+    if slip == "counts":
+        amplitudes = np.round(amplitudes**2)  # photon counts, not their square roots
+    elif slip == "corner":
+        amplitudes = np.fft.ifftshift(amplitudes, axes=(-2, -1))
+    arrays["diffraction"] = amplitudes.astype(np.float32)
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    data = load_dataset(path)
+    assert len(data.doubts) == (slip is not None)
+    monkeypatch.setattr(rec, "reconstruct", partial(rec.reconstruct, engine=FakeEngine()))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["reconstruct", "--input-npz", str(path), "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "result.json").read_text())["doubts"]
+    if doubt is None:
+        assert recorded == [] and "warning" not in result.stderr
+    else:
+        assert doubt in recorded[0] and doubt in " ".join(result.stderr.split())
+        assert doubt in (out / "reconstruct.log").read_text()

@@ -59,6 +59,8 @@ class PtychoDataset:
     """Free-form metadata (JSON)."""
     total_patterns: int = 0
     """Patterns in the file (before any `n_images` selection)."""
+    doubts: tuple[str, ...] = ()
+    """What looks like a unit or layout slip but may be real (`doubts_about`): logged, shown."""
 
     @property
     def n_patterns(self) -> int:
@@ -372,7 +374,30 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         y_patches=y_patches,
         metadata=metadata,
         total_patterns=n,
+        doubts=doubts_about(diffraction, path),
     )
+
+
+def doubts_about(diffraction: np.ndarray, path: Path) -> tuple[str, ...]:
+    """Slips a valid file may hide: photon counts stored instead of their square roots, and
+    the zero frequency in the corner instead of the centre (not fftshifted)."""
+    doubts = []
+    brightest = float(diffraction.max())
+    if brightest >= 2 and np.array_equal(diffraction, np.round(diffraction)):
+        doubts.append(
+            f"{path}: diffraction: every value is a whole number (up to {brightest:.0f}): these "
+            "look like photon counts; DATA-001 holds amplitudes, their square roots"
+        )
+    mean = diffraction.mean(axis=0, dtype=np.float64)
+    row, col = np.unravel_index(int(np.argmax(mean)), mean.shape)
+    side = mean.shape[0]
+    if max(abs(row - side // 2), abs(col - side // 2)) > side // 4:
+        doubts.append(
+            f"{path}: diffraction: the mean pattern is brightest at pixel ({row}, {col}), far "
+            f"from the centre ({side // 2}, {side // 2}) where DATA-001 puts the zero frequency; "
+            "is it fftshifted?"
+        )
+    return tuple(doubts)
 
 
 def save_dataset(

@@ -291,6 +291,9 @@ def _run(
     dataset = load_dataset(options.input_npz, settings.n_images)
     result.n_patterns = dataset.n_patterns
     result.input_metadata = dataset.metadata
+    result.doubts = list(dataset.doubts)
+    for doubt in dataset.doubts:
+        logger.warning("%s", doubt)
     logger.info(
         "loaded %d of %d patterns of %dx%d; object %s",
         dataset.n_patterns,

@@ -79,6 +79,8 @@ class JobResult(_Record):
     options: dict[str, Any] = Field(default_factory=dict)
     """The reconstruction settings (`ReconSettings`) as JSON."""
     input_metadata: dict[str, Any] = Field(default_factory=dict)
+    doubts: list[str] = Field(default_factory=list)
+    """What looked like a unit or layout slip in the input (`data.doubts_about`)."""
     flyrecon_version: str = __version__
     traceback: str | None = Field(default=None, exclude=True)
     """The traceback of an unexpected failure (shown by --debug; never written)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
@@ -63,6 +64,8 @@ def reconstruct_command(
         )
     with handled(), _epochs() as on_epoch:
         result = reconstruct(options, on_epoch=on_epoch)
+    for doubt in result.doubts:
+        err_console.print(f"[yellow]warning:[/] {escape(doubt)}")
     if not result.ok:
         raise fail(result.message, result.returncode, result.traceback)
     err_console.print(f"[green]done[/] {result.message}")
