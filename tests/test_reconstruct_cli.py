@@ -272,7 +272,10 @@ def test_every_setting_has_its_flag_with_the_models_default(command: str) -> Non
         assert default == expected, (name, default, expected)
 
 
-def test_an_all_zero_object_guess_is_no_truth_to_score_against(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placeholder", ["all zero", "smaller than an SSIM window"])
+def test_a_placeholder_object_guess_is_no_truth_to_score_against(
+    tmp_path: Path, placeholder: str
+) -> None:
     from dataclasses import replace
 
     from flyrecon.data import save_dataset
@@ -281,7 +284,16 @@ def test_an_all_zero_object_guess_is_no_truth_to_score_against(tmp_path: Path) -
 
     data = simulated_dataset()
     npz = tmp_path / "placeholder.npz"
-    save_dataset(npz, replace(data, object_guess=np.zeros_like(data.object_guess)))
+    if placeholder == "all zero":
+        data = replace(data, object_guess=np.zeros_like(data.object_guess))
+    else:  # 8 x 8 pixels, the positions squeezed inside it
+        data = replace(
+            data,
+            object_guess=np.ones((8, 8), np.complex64),
+            xcoords=data.xcoords * 8 / data.object_guess.shape[1],
+            ycoords=data.ycoords * 8 / data.object_guess.shape[0],
+        )
+    save_dataset(npz, data)
     out = tmp_path / "o"
     options = ReconstructOptions(
         input_npz=npz, output_dir=out, settings=ReconSettings(num_epochs=2)

@@ -28,7 +28,7 @@ from flyrecon.inputs import engine_input
 from flyrecon.options import ObjectInit, ReconstructOptions
 from flyrecon.product import ProductData, build_product, write_product
 from flyrecon.records import JobResult, JobStatus, write_record
-from flyrecon.scoring import Scored, score
+from flyrecon.scoring import MIN_SCORED_PIXELS, Scored, score
 
 
 def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
@@ -328,7 +328,11 @@ def _run(
     if settings.object_init == ObjectInit.ONES:
         scored = score(dataset, canvas, engine.object)
         if scored is None:
-            logger.info("no metrics: objectGuess does not cover the scan or is zero on it")
+            logger.info(
+                "no metrics: objectGuess covers fewer than %d pixels of the scan or is zero "
+                "on them (a placeholder, not a truth)",
+                MIN_SCORED_PIXELS,
+            )
     else:
         logger.info("no metrics: the object started from objectGuess, so it is not a blind test")
     result.metrics = scored.metrics if scored is not None else None

@@ -15,7 +15,9 @@ import numpy as np
 from flyrecon.data import PtychoDataset
 from flyrecon.geometry import Canvas, object_on_canvas
 
-MIN_SCORED_PIXELS = 16
+MIN_SCORED_PIXELS = 121
+"""Fewer scored pixels than one 11 x 11 SSIM window give no metrics (a 4 x 4 objectGuess
+under a 64 px probe is a placeholder, not a truth)."""
 
 
 @dataclass
