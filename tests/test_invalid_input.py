@@ -354,13 +354,13 @@ def test_prep_synthetic_refuses_a_root_that_holds_a_study(tmp_path: Path) -> Non
 def test_prep_synthetic_refuses_a_design_larger_than_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
 ) -> None:
-    import flyrecon.synthetic as synthetic
+    import flyrecon.data as data
 
-    monkeypatch.setattr(synthetic, "physical_memory_bytes", lambda: 2 * 10**9)
+    monkeypatch.setattr(data, "physical_memory_bytes", lambda: 2 * 10**9)
     root = tmp_path / "study"
     result = runner.invoke(app, ["prep-synthetic", "--output-root", str(root), *flags])
     assert result.exit_code == 2, result.output
-    assert "more than this machine's memory (2 GB)" in result.stderr
+    assert "more than this machine's memory (2.0 GB)" in result.stderr
     assert not root.exists()
 
 

@@ -103,6 +103,20 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
+def check_memory(
+    nbytes: float, path: Path | str | None, what: str, key: str | None = None, advice: str = ""
+) -> None:
+    """Refuse (`InputError`) what would need more bytes than this machine's memory."""
+    memory = physical_memory_bytes()
+    if memory is not None and nbytes > memory:
+        raise InputError(
+            path,
+            f"{what} needs {nbytes / 1e9:.1f} GB, more than this machine's memory "
+            f"({memory / 1e9:.1f} GB){advice}",
+            key,
+        )
+
+
 def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | None:
     """Refuse a member whose .npy header declares more data than the member holds or than
     this machine's memory (it would otherwise allocate that much before failing), or that is
@@ -135,14 +149,7 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | No
             f"holds {info.file_size:,} bytes: the file is damaged",
             key,
         )
-    memory = physical_memory_bytes()
-    if memory is not None and declared > memory:
-        raise _fail(
-            path,
-            f"shape {tuple(shape)} needs {declared / 1e9:.1f} GB, more than this machine's "
-            f"memory ({memory / 1e9:.1f} GB)",
-            key,
-        )
+    check_memory(declared, path, f"shape {tuple(shape)}", key)
     return tuple(shape)
 
 

@@ -154,19 +154,11 @@ def _attr(h5: Any, name: str, path: Path) -> Any:
 
 def _check_loadable(dataset: Any, path: Path, key: str) -> None:
     """Refuse an empty dataset, or one larger than this machine's memory, before reading it."""
-    from flyrecon.data import physical_memory_bytes
+    from flyrecon.data import check_memory
 
     if dataset.size == 0:
         raise InputError(path, f"is empty (shape {dataset.shape})", key)
-    needed = dataset.size * dataset.dtype.itemsize
-    memory = physical_memory_bytes()
-    if memory is not None and needed > memory:
-        raise InputError(
-            path,
-            f"shape {dataset.shape} needs {needed / 1e9:.1f} GB, more than this machine's "
-            f"memory ({memory / 1e9:.1f} GB)",
-            key,
-        )
+    check_memory(dataset.size * dataset.dtype.itemsize, path, f"shape {dataset.shape}", key)
 
 
 def read_product(path: Path) -> ProductData:

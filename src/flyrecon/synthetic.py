@@ -20,7 +20,7 @@ import numpy as np
 
 from flyrecon import __version__, layout, simulate
 from flyrecon.atomic import unwritable_dir_reason, write_json
-from flyrecon.data import PtychoDataset, load_complex_array, physical_memory_bytes, save_dataset
+from flyrecon.data import PtychoDataset, check_memory, load_complex_array, save_dataset
 from flyrecon.errors import InputError
 from flyrecon.hashing import file_sha256
 from flyrecon.options import FIXTURE_PROBE_PX, ScanKind, SyntheticOptions
@@ -568,13 +568,9 @@ SIMULATION_BYTES_PER_PIXEL = 16
 
 def _check_memory(needed: float, what: str, options: SyntheticOptions) -> None:
     """Refuse a design whose simulation would not fit in this machine's memory."""
-    memory = physical_memory_bytes()
-    if memory is not None and needed > memory:
-        raise InputError(
-            options.object_npz or options.output_root,
-            f"simulating {what} needs about {needed / 1e9:.0f} GB, more than this machine's "
-            f"memory ({memory / 1e9:.0f} GB); lower --object-px or raise --step-px",
-        )
+    where = options.object_npz or options.output_root
+    advice = "; lower --object-px or raise --step-px"
+    check_memory(needed, where, f"simulating {what}", advice=advice)
 
 
 def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -> PrepResult:
