@@ -400,3 +400,25 @@ def test_unit_and_layout_slips_are_warned_about(
     else:
         assert doubt in recorded[0] and doubt in " ".join(result.stderr.split())
         assert doubt in (out / "reconstruct.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconstruct", "--input-npz", "IN", "--output-dir", ""],
+        ["reconstruct", "--input-npz", "", "--output-dir", "out"],
+        ["study-run", "--study-root", "", "--dry-run"],
+        ["prep-synthetic", "--fixture", "--output-root", ""],
+        ["evaluate", "--truth", "IN", "--recon", "IN", "--output-dir", ""],
+        ["report", "--artifact-root", ""],
+        ["export", "--artifact-root", ""],
+    ],
+)
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [str(tiny_npz) if a == "IN" else a for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "an empty path" in result.output and list(tmp_path.iterdir()) == []

@@ -23,6 +23,16 @@ _DEFAULTS = ReconSettings()
 RECON = "Reconstruction settings"
 
 
+def path_option(value: str | Path) -> Path:
+    """A path given on the command line; an empty one (which would mean the current folder,
+    whose files a job replaces) is a usage error."""
+    if isinstance(value, Path):
+        return value
+    if not value.strip():
+        raise typer.BadParameter("an empty path (write . for the current folder)")
+    return Path(value)
+
+
 def choices(enum: type) -> str:
     """A metavar listing an enum's values as they are written: [aLSQML|LSQML|...]."""
     return "[" + "|".join(str(member) for member in enum) + "]"
@@ -160,7 +170,10 @@ ThreadsOpt = Annotated[
 OutputDirOpt = Annotated[
     Path,
     typer.Option(
-        "--output-dir", metavar="DIR", help="Folder for the results (created if missing)."
+        "--output-dir",
+        metavar="DIR",
+        help="Folder for the results (created if missing).",
+        parser=path_option,
     ),
 ]
 

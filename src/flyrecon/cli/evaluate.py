@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, handled
 
 
@@ -18,6 +19,7 @@ def evaluate_command(
             metavar="NPZ",
             help="DATA-001 NPZ holding the true object (objectGuess) and the scan.",
             show_default=False,
+            parser=p.path_option,
         ),
     ],
     recon: Annotated[
@@ -28,6 +30,7 @@ def evaluate_command(
             help="The reconstruction: a flyrecon result folder or NPZ, a ptychodus product "
             "(.h5), or an NPZ with the object under --key.",
             show_default=False,
+            parser=p.path_option,
         ),
     ],
     key: Annotated[
@@ -41,7 +44,12 @@ def evaluate_command(
     ] = None,
     output_dir: Annotated[
         Path,
-        typer.Option("--output-dir", metavar="DIR", help="Where metrics.json and the figure go."),
+        typer.Option(
+            "--output-dir",
+            metavar="DIR",
+            help="Where metrics.json and the figure go.",
+            parser=p.path_option,
+        ),
     ] = Path("flyrecon_evaluation"),
 ) -> None:
     """Score a reconstruction with the study's metrics (registered, global phase and phase

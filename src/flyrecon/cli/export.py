@@ -15,7 +15,11 @@ def export_command(
     artifact_root: Annotated[
         Path,
         typer.Option(
-            "--artifact-root", metavar="DIR", help="A study-run artifact root.", show_default=False
+            "--artifact-root",
+            metavar="DIR",
+            help="A study-run artifact root.",
+            show_default=False,
+            parser=p.path_option,
         ),
     ],
     energy_ev: p.EnergyOpt = None,

@@ -35,6 +35,7 @@ def prep_synthetic_command(
             metavar="DIR",
             help="Folder for phase_c/, phase_d/ and study.json.",
             show_default=False,
+            parser=p.path_option,
         ),
     ],
     preset: Annotated[
@@ -201,6 +202,7 @@ def prep_synthetic_command(
             metavar="NPZ",
             help="A measured probe (key probeGuess).",
             show_default=False,
+            parser=p.path_option,
         ),
     ] = None,
     object_npz: Annotated[
@@ -210,6 +212,7 @@ def prep_synthetic_command(
             metavar="NPZ",
             help="An object (key objectGuess).",
             show_default=False,
+            parser=p.path_option,
         ),
     ] = None,
     noiseless: Annotated[

@@ -25,6 +25,7 @@ def reconstruct_command(
             help="The DATA-001 file to reconstruct (diffraction amplitudes, probeGuess, "
             "objectGuess, xcoords/ycoords; see docs/data-contract.md).",
             show_default=False,
+            parser=p.path_option,
         ),
     ],
     output_dir: p.OutputDirOpt = Path("flyrecon_out"),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, handled
 from flyrecon.cli._tables import STOP_LEGEND, compact_table, short_stop
 
@@ -23,7 +24,11 @@ def report_command(
     artifact_root: Annotated[
         Path,
         typer.Option(
-            "--artifact-root", metavar="DIR", help="A study-run artifact root.", show_default=False
+            "--artifact-root",
+            metavar="DIR",
+            help="A study-run artifact root.",
+            show_default=False,
+            parser=p.path_option,
         ),
     ],
     method: Annotated[

@@ -42,6 +42,7 @@ def study_run_command(
             "DIR/dose_<int>/patched_<split>.npz.",
             show_default=False,
             rich_help_panel=STUDY,
+            parser=p.path_option,
         ),
     ] = None,
     phase_d_root: Annotated[
@@ -53,6 +54,7 @@ def study_run_command(
             "DIR/dose_<int>/<view>/<view>_<split>.npz.",
             show_default=False,
             rich_help_panel=STUDY,
+            parser=p.path_option,
         ),
     ] = None,
     artifact_root: Annotated[
@@ -63,6 +65,7 @@ def study_run_command(
             help="Where the results, the manifest and the report go.",
             show_default=False,
             rich_help_panel=STUDY,
+            parser=p.path_option,
         ),
     ] = None,
     study_root: Annotated[
@@ -74,6 +77,7 @@ def study_run_command(
             "artifact root DIR/reconstructions (unless given).",
             show_default=False,
             rich_help_panel=STUDY,
+            parser=p.path_option,
         ),
     ] = None,
     dose: Annotated[
