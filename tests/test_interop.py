@@ -401,6 +401,21 @@ def test_export_uses_the_patterns_the_job_used(
     assert len(read_product(product).xcoords) == 3  # not every pattern of the input
 
 
+def test_export_skips_a_job_folder_another_run_is_writing(
+    study_tree: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    from flyrecon.atomic import folder_lock
+
+    root = _run_study(study_tree, tmp_path, monkeypatch, "--view", "baseline", "--split", "train")
+    (product,) = (root / "reconstructions").rglob(layout.PRODUCT_H5)
+    product.unlink()
+    with folder_lock(product.parent):
+        export = runner.invoke(app, ["export", "--artifact-root", str(root / "reconstructions")])
+    assert export.exit_code == 0, export.output
+    assert "another flyrecon run is writing" in " ".join(export.output.split())
+    assert not product.exists()
+
+
 def test_reconstruct_does_not_import_ptychodus(tiny_npz: Path, tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -262,3 +262,19 @@ def test_sigint_stops_cleanly_with_130(kill_tree: Path) -> None:
     assert not (out / "dose_100000" / "dense" / "train" / "result.json").exists()
     assert not [p for p in out.rglob(".*.tmp")]
     assert os.path.exists(out / "skip_summary.json")
+
+
+def test_a_second_writer_into_one_folder_is_refused(tiny_npz: Path, tmp_path: Path) -> None:
+    from flyrecon.atomic import folder_lock
+    from helpers import FakeEngine
+
+    out = tmp_path / "job"
+    options = ReconstructOptions(input_npz=tiny_npz, output_dir=out)
+    assert reconstruct(options, engine=FakeEngine()).ok
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with folder_lock(out):  # another process's run, as flock sees it (one lock per open file)
+        second = reconstruct(options, engine=FakeEngine())
+    assert second.returncode == 2 and "another flyrecon run is writing" in second.message
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no lock file left
+    assert reconstruct(options, engine=FakeEngine()).ok  # released

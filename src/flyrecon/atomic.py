@@ -74,3 +74,26 @@ def unwritable_dir_reason(path: Path) -> str | None:
             return "is not writable"
         return f"cannot be created: {target} is not writable"
     return None
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` itself (no lock file is left in it); a second
+    writer is refused at once with `InputError` (exit code 2)."""
+    import fcntl
+
+    from flyrecon.errors import InputError
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                folder,
+                "another flyrecon run is writing into this folder; wait for it to finish or "
+                "choose another output directory",
+            ) from None
+        yield
+    finally:
+        os.close(fd)

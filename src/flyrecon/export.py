@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flyrecon import __version__, layout
+from flyrecon.atomic import folder_lock
 from flyrecon.data import load_dataset, open_npz, read_array
 from flyrecon.errors import FlyreconError
 from flyrecon.options import PhysicalGeometry
@@ -70,5 +71,9 @@ def export_study(artifact_root: Path, given: PhysicalGeometry | None = None) -> 
             name=f"flyrecon {rec.key}",
             given=given,
         )
-        out.written.append(write_product(folder / layout.PRODUCT_H5, product))
+        try:
+            with folder_lock(folder):  # not while a reconstruct rewrites the job
+                out.written.append(write_product(folder / layout.PRODUCT_H5, product))
+        except FlyreconError as exc:
+            out.skipped.append(f"{rec.key}: {exc}")
     return out

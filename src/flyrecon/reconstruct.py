@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from flyrecon import __version__, layout
-from flyrecon.atomic import atomic_path, write_json, write_with
+from flyrecon.atomic import atomic_path, folder_lock, write_json, write_with
 from flyrecon.data import PtychoDataset, load_dataset
 from flyrecon.engine import EngineFn, EngineResult, EpochCallback
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
@@ -31,7 +31,7 @@ from flyrecon.records import JobResult, JobStatus, write_record
 from flyrecon.scoring import MIN_SCORED_PIXELS, Scored, score
 
 
-def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
+def _make_output_dir(output_dir: Path) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(output_dir, "output path exists and is not a directory")
     try:
@@ -42,6 +42,10 @@ def _prepare_output_dir(output_dir: Path, log_name: str) -> None:
         ) from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise InputError(output_dir, "output directory is not writable")
+
+
+def _clear_outputs(output_dir: Path, log_name: str) -> None:
+    """Remove what an earlier run left: its results, a study's stamp, temporary files."""
     for name in layout.JOB_OUTPUTS:  # result.json first: a stale result must never look current
         (output_dir / name).unlink(missing_ok=True)
     # a study's stamp says what made the outputs; this run replaces them (study-run stamps anew)
@@ -193,57 +197,71 @@ def reconstruct(
             "another output directory"
         )
         return result
-    log_stack = ExitStack()
-    try:
-        _prepare_output_dir(out, options.log_name)
-        log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
-    except FlyreconError as exc:
-        result.returncode, result.status, result.message = (
-            exc.exit_code,
-            JobStatus.INVALID,
-            str(exc),
-        )
-        result.wall_time_s = time.perf_counter() - start
-        return result
-    except OSError as exc:
-        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
-        result.message = f"{out}: cannot write in the output directory ({exc.strerror})"
-        result.wall_time_s = time.perf_counter() - start
-        return result
-    with log_stack:  # renames the log into place when the run ends
-        logger, handler = _make_logger(log_tmp)
+    with ExitStack() as held:  # the folder's lock, held until result.json is written
+        log_stack = ExitStack()
         try:
-            _run(options, result, logger, on_epoch, engine)
+            _make_output_dir(out)
+            held.enter_context(folder_lock(out))  # one run writes into a folder at a time
+            _clear_outputs(out, options.log_name)
+            log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
         except FlyreconError as exc:
-            result.returncode, result.message = exc.exit_code, str(exc)
-            result.status = JobStatus.INVALID if exc.exit_code == EXIT_USAGE else JobStatus.FAILED
-            result.traceback = traceback.format_exc()
+            result.returncode, result.status, result.message = (
+                exc.exit_code,
+                JobStatus.INVALID,
+                str(exc),
+            )
+            result.wall_time_s = time.perf_counter() - start
+            return result
         except OSError as exc:
-            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
-            where = exc.filename or out
-            result.message = f"{where}: cannot write ({exc.strerror or exc})"
-            result.traceback = traceback.format_exc()
-        except Exception as exc:  # unexpected: the job fails, the process goes on
-            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
-            result.message = f"unexpected error: {type(exc).__name__}: {exc}"
-            result.traceback = traceback.format_exc()
-            logger.error("%s", result.traceback)
-        finally:
-            logger.info("%s (return code %d): %s", result.status, result.returncode, result.message)
-            handler.close()
-            logger.removeHandler(handler)
-    result.log_path = str(out / options.log_name)
-    result.wall_time_s = time.perf_counter() - start
-    if result.status != JobStatus.INVALID and out.is_dir():
-        try:
-            write_record(out / layout.RESULT_JSON, result)
-        except OSError as exc:
-            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
-            result.message = f"{out / layout.RESULT_JSON}: cannot write ({exc.strerror})"
-        except Exception as exc:  # e.g. text JSON cannot hold: the job fails, never raises
-            result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
-            result.message = f"{out / layout.RESULT_JSON}: cannot write ({one_line(exc)})"
+            result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
+            result.message = f"{out}: cannot write in the output directory ({exc.strerror})"
+            result.wall_time_s = time.perf_counter() - start
+            return result
+        with log_stack:  # renames the log into place when the run ends
+            _run_logged(options, result, log_tmp, on_epoch, engine)
+        result.log_path = str(out / options.log_name)
+        result.wall_time_s = time.perf_counter() - start
+        if result.status != JobStatus.INVALID and out.is_dir():
+            try:
+                write_record(out / layout.RESULT_JSON, result)
+            except OSError as exc:
+                result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+                result.message = f"{out / layout.RESULT_JSON}: cannot write ({exc.strerror})"
+            except Exception as exc:  # e.g. text JSON cannot hold: the job fails, never raises
+                result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+                result.message = f"{out / layout.RESULT_JSON}: cannot write ({one_line(exc)})"
     return result
+
+
+def _run_logged(
+    options: ReconstructOptions,
+    result: JobResult,
+    log_file: Path,
+    on_epoch: EpochCallback | None,
+    engine: EngineFn | None,
+) -> None:
+    """`_run` with its log in `log_file`; every failure is recorded in `result`, not raised."""
+    logger, handler = _make_logger(log_file)
+    try:
+        _run(options, result, logger, on_epoch, engine)
+    except FlyreconError as exc:
+        result.returncode, result.message = exc.exit_code, str(exc)
+        result.status = JobStatus.INVALID if exc.exit_code == EXIT_USAGE else JobStatus.FAILED
+        result.traceback = traceback.format_exc()
+    except OSError as exc:
+        result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+        where = exc.filename or options.output_dir
+        result.message = f"{where}: cannot write ({exc.strerror or exc})"
+        result.traceback = traceback.format_exc()
+    except Exception as exc:  # unexpected: the job fails, the process goes on
+        result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+        result.message = f"unexpected error: {type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+        logger.error("%s", result.traceback)
+    finally:
+        logger.info("%s (return code %d): %s", result.status, result.returncode, result.message)
+        handler.close()
+        logger.removeHandler(handler)
 
 
 def _import_reporting() -> None:
