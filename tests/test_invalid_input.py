@@ -346,7 +346,10 @@ def test_prep_synthetic_refuses_a_root_that_holds_a_study(tmp_path: Path) -> Non
     before = sorted(str(p) for p in root.rglob("*"))
     result = runner.invoke(app, [*args, "--dose", "2000", "--seed", "5"])
     assert result.exit_code == 2, result.output
-    assert "already holds a study" in result.stderr
+    assert "already holds another study" in result.stderr
+    assert sorted(str(p) for p in root.rglob("*")) == before
+    again = runner.invoke(app, [*args, "--dose", "1000"])  # the same design: the same files
+    assert again.exit_code == 0, again.output
     assert sorted(str(p) for p in root.rglob("*")) == before
 
 

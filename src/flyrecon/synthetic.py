@@ -8,6 +8,7 @@ of doses. See docs/synthetic-data.md for the physics, seeds, presets and layout.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -579,16 +580,10 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
     problem = unwritable_dir_reason(root)
     if problem:
         raise InputError(root, f"output root {problem}")
-    study = layout.StudyRoot(root)
-    if any(p.exists() for p in (study.study_json, study.phase_c, study.phase_d)):
-        raise InputError(
-            root,
-            "already holds a study (study.json, phase_c or phase_d): its files would mix with "
-            "the new design; choose a new --output-root or remove the old study first",
-        )
     if options.object_npz is None and not options.fixture:
         _check_memory(options.object_px**2 * PROCEDURAL_BYTES_PER_PIXEL, "the object", options)
     scene = build_scene(options)
+    _check_no_other_study(root, _study_identity(options, scene))
     n = sum(len(scene.positions[split][0]) for split in SPLITS)
     per_pattern = scene.probe.shape[0] ** 2 * SIMULATION_BYTES_PER_PIXEL
     _check_memory(n * per_pattern, f"{n} patterns", options)
@@ -689,6 +684,31 @@ def _write_split(
         )
         rel = layout.StudyRoot(Path(".")).input_path(dose, view, split)
         _write(result.output_root, rel, dataset, index, options, result)
+
+
+def _study_identity(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
+    """What makes a study's files what they are (as study.json records it)."""
+    identity = {"design": _design(options, scene), "seeds": _seed_record(options)}
+    return json.loads(json.dumps(identity, default=str))
+
+
+def _check_no_other_study(root: Path, identity: dict[str, Any]) -> None:
+    """Refuse a root that holds another study: the two designs' files would mix (study-run
+    finds doses by folder name). The same design and seeds again rewrite the same files."""
+    study = layout.StudyRoot(root)
+    if not any(p.exists() for p in (study.study_json, study.phase_c, study.phase_d)):
+        return
+    try:
+        recorded = json.loads(study.study_json.read_text(encoding="utf-8"))
+        same = {k: recorded.get(k) for k in identity} == identity
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise InputError(
+            root,
+            "already holds another study (study.json, phase_c or phase_d): its files would mix "
+            "with this design; choose a new --output-root or remove the old study first",
+        )
 
 
 def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -> dict[str, Any]:
