@@ -278,3 +278,19 @@ def test_a_second_writer_into_one_folder_is_refused(tiny_npz: Path, tmp_path: Pa
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no lock file left
     assert reconstruct(options, engine=FakeEngine()).ok  # released
+
+
+def test_a_file_system_without_directory_locks_still_runs(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    from helpers import FakeEngine
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")  # an NFS client, read-only handle
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    options = ReconstructOptions(input_npz=tiny_npz, output_dir=tmp_path / "job")
+    assert reconstruct(options, engine=FakeEngine()).ok

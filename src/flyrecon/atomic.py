@@ -79,7 +79,10 @@ def unwritable_dir_reason(path: Path) -> str | None:
 @contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on `folder` itself (no lock file is left in it); a second
-    writer is refused at once with `InputError` (exit code 2)."""
+    writer is refused at once with `InputError` (exit code 2). Where the file system cannot
+    lock a directory (some network file systems emulate flock with byte-range locks, which a
+    read-only directory handle cannot take), the block runs unlocked: the lock guards against
+    a mistake, it must never stop a run."""
     import fcntl
 
     from flyrecon.errors import InputError
@@ -94,6 +97,8 @@ def folder_lock(folder: Path) -> Iterator[None]:
                 "another flyrecon run is writing into this folder; wait for it to finish or "
                 "choose another output directory",
             ) from None
+        except OSError:  # EBADF, ENOLCK, EOPNOTSUPP: no directory locks here
+            pass
         yield
     finally:
         os.close(fd)
