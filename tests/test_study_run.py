@@ -372,3 +372,27 @@ def test_a_symlinked_job_folder_is_not_written_through(
     record = _manifest(tree)["execution_results"][0]
     assert record["status"] == "invalid" and "symbolic link" in record["reason"]
     assert ran == [] and sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]
+
+
+def test_resume_reuses_jobs_when_the_roots_are_written_otherwise(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _stub(monkeypatch)
+    monkeypatch.chdir(tree)
+    relative = [
+        "study-run",
+        "--phase-c-root",
+        "phase_c",
+        "--phase-d-root",
+        "phase_d",
+        "--artifact-root",
+        "out",
+        "--num-epochs",
+        "2",
+        "--dose",
+        "1000",
+    ]
+    assert runner.invoke(app, relative).exit_code == 0 and len(ran) == 6
+    ran.clear()
+    assert runner.invoke(app, _study(tree, "--dose", "1000")).exit_code == 0  # absolute now
+    assert ran == []

@@ -25,6 +25,8 @@ from flyrecon.errors import InputError
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
 METADATA_KEY = "metadata"
 MIN_SCAN_SPAN_PX = 1.0
+"""A scan whose positions all lie within this many pixels cannot be ptychography (no overlap
+geometry to solve); coordinates normalised to [0, 1) instead of pixels look like this."""
 MIN_AMPLITUDE, MAX_AMPLITUDE = 1e-5, 1e6
 """The largest amplitude must lie within these. pty-chi computes in single precision and its
 step sizes multiply several intensities: measured on the fixture, every engine ran with the
@@ -35,8 +37,6 @@ MIN_PATTERN_PX = 8
 MAX_PATCH_SIDE_FACTOR = 4
 """`Y`'s patches are N or 2N pixels wide (prep-synthetic, the seed fixture); more than 4N is
 refused from the header, before its data are read (no code reads `Y` to reconstruct)."""
-"""A scan whose positions all lie within this many pixels cannot be ptychography (no overlap
-geometry to solve); coordinates normalised to [0, 1) instead of pixels look like this."""
 
 
 @dataclass(frozen=True)

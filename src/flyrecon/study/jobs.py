@@ -62,7 +62,7 @@ def _current_result(job: Job, fingerprint: str) -> JobResult | None:
     if (
         result.status == JobStatus.SUCCEEDED
         and stamp.fingerprint == fingerprint
-        and result.input_npz == str(job.input_npz)
+        and Path(result.input_npz).name == job.input_npz.name  # the root may be written otherwise
         and _outputs_complete(job.output_dir, scored=result.metrics is not None)
     ):
         return result
