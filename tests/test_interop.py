@@ -439,3 +439,23 @@ def test_reconstruct_does_not_import_ptychodus(tiny_npz: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True"]
     assert (tmp_path / layout.PRODUCT_H5).is_file()
+
+
+def test_unusable_recorded_geometry_is_a_doubt_and_visible_light_is_a_geometry(
+    tmp_path: Path,
+) -> None:
+    from flyrecon.cli._params import geometry_from
+
+    assert geometry_from(1.96, 0.05, 5.5e-6).photon_energy_ev == 1.96  # a HeNe laser
+    data = simulated_dataset(object_px=64, step_px=8)
+    bad = {"photon_energy_ev": 1e-300, "detector_distance_m": 2.0, "detector_pixel_m": 75e-6}
+    npz = tmp_path / "g.npz"
+    save_dataset(npz, type(data)(**{**data.__dict__, "metadata": {"geometry": bad}}))
+    options = ReconstructOptions(
+        input_npz=npz, output_dir=tmp_path / "o", settings=ReconSettings(num_epochs=1)
+    )
+    result = rec.reconstruct(options, engine=FakeEngine())
+    assert result.ok
+    (doubt,) = result.doubts
+    assert "metadata: geometry is incomplete or out of range" in doubt
+    assert "flyrecon's default geometry instead" in doubt

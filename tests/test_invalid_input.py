@@ -244,14 +244,20 @@ def test_cuda_requested_without_one_is_an_input_error(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import flyrecon.engine as engine
+    import flyrecon.reconstruct as rec
+    from helpers import FakeEngine
 
+    out = tmp_path / "out"
+    earlier = ReconstructOptions(input_npz=tiny_npz, output_dir=out)
+    assert rec.reconstruct(earlier, engine=FakeEngine()).ok
+    before = sorted(p.name for p in out.iterdir())
     monkeypatch.setattr(engine, "cuda_available", lambda: False)
-    args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(tmp_path)]
+    args = ["reconstruct", "--input-npz", str(tiny_npz), "--output-dir", str(out)]
     result = runner.invoke(app, [*args, "--device", "cuda", "--num-epochs", "1"])
     assert result.exit_code == 2, result.output
     assert "--device cuda: torch sees no CUDA device" in result.stderr
     assert "Traceback" not in result.output
-    assert not (tmp_path / "ptychi_reconstruction.npz").exists()
+    assert sorted(p.name for p in out.iterdir()) == before  # a wrong node wipes nothing
 
 
 @pytest.mark.parametrize(
@@ -371,7 +377,8 @@ def test_prep_synthetic_refuses_a_design_larger_than_memory(
     ("slip", "doubt"),
     [
         ("counts", "every value is a whole number"),
-        ("corner", "far from the centre"),
+        ("corner", "brighter in their corners"),
+        ("hot pixel", None),
         (None, None),
     ],
 )
@@ -388,11 +395,13 @@ def test_unit_and_layout_slips_are_warned_about(
         amplitudes = np.round(amplitudes**2)  # photon counts, not their square roots
     elif slip == "corner":
         amplitudes = np.fft.ifftshift(amplitudes, axes=(-2, -1))
+    elif slip == "hot pixel":  # a masked detector pixel, bright in every frame: no slip
+        amplitudes[:, 1, -2] = 65535
     arrays["diffraction"] = amplitudes.astype(np.float32)
     path = tmp_path / "in.npz"
     np.savez(path, **arrays)
     data = load_dataset(path)
-    assert len(data.doubts) == (slip is not None)
+    assert len(data.doubts) == (doubt is not None)
     monkeypatch.setattr(rec, "reconstruct", partial(rec.reconstruct, engine=FakeEngine()))
     out = tmp_path / "out"
     result = runner.invoke(app, ["reconstruct", "--input-npz", str(path), "--output-dir", str(out)])
@@ -425,3 +434,39 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "an empty path" in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_prep_synthetic_the_same_study_written_otherwise_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import simulated_dataset
+
+    obj = simulated_dataset(object_px=192).object_guess
+    np.savez(tmp_path / "obj.npz", objectGuess=obj)
+    root = tmp_path / "study"
+    base = ["prep-synthetic", "--output-root", str(root), "--step-px", "8", "--min-positions", "4"]
+    first = [*base, "--object-npz", str(tmp_path / "obj.npz"), "--dose", "1000", "--dose", "1e4"]
+    assert runner.invoke(app, first).exit_code == 0
+    monkeypatch.chdir(tmp_path)  # the object by a relative path, the doses in another order
+    again = [*base, "--object-npz", "obj.npz", "--dose", "1e4", "--dose", "1000"]
+    result = runner.invoke(app, again)
+    assert result.exit_code == 0, result.output
+    np.savez(tmp_path / "obj.npz", objectGuess=obj * 0.5)  # the same path, another object
+    result = runner.invoke(app, again)
+    assert result.exit_code == 2 and "another study" in result.stderr
+    (root / "study.json").unlink()  # a run killed before it wrote study.json
+    result = runner.invoke(app, again)
+    assert result.exit_code == 2 and "unfinished study" in result.stderr
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("1000000", 1_000_000), ("max", None)])
+def test_memory_follows_the_cgroup_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, expected: int | None
+) -> None:
+    import flyrecon.data as data
+
+    (tmp_path / "memory.max").write_text(limit + "\n")
+    monkeypatch.setattr(data, "CGROUP_MEMORY_LIMITS", (tmp_path / "memory.max",))
+    memory = data.physical_memory_bytes()
+    assert memory is not None
+    assert memory == expected if expected is not None else memory > 1_000_000

@@ -272,7 +272,7 @@ def test_every_setting_has_its_flag_with_the_models_default(command: str) -> Non
         assert default == expected, (name, default, expected)
 
 
-@pytest.mark.parametrize("placeholder", ["all zero", "smaller than an SSIM window"])
+@pytest.mark.parametrize("placeholder", ["all zero", "all ones", "smaller than an SSIM window"])
 def test_a_placeholder_object_guess_is_no_truth_to_score_against(
     tmp_path: Path, placeholder: str
 ) -> None:
@@ -286,6 +286,8 @@ def test_a_placeholder_object_guess_is_no_truth_to_score_against(
     npz = tmp_path / "placeholder.npz"
     if placeholder == "all zero":
         data = replace(data, object_guess=np.zeros_like(data.object_guess))
+    elif placeholder == "all ones":
+        data = replace(data, object_guess=np.ones_like(data.object_guess))
     else:  # 8 x 8 pixels, the positions squeezed inside it
         data = replace(
             data,

@@ -83,10 +83,13 @@ def folder_lock(folder: Path) -> Iterator[None]:
     lock a directory (some network file systems emulate flock with byte-range locks, which a
     read-only directory handle cannot take), the block runs unlocked: the lock guards against
     a mistake, it must never stop a run."""
-    import fcntl
-
     from flyrecon.errors import InputError
 
+    try:
+        import fcntl
+    except ImportError:  # no flock here (Windows)
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:

@@ -7,8 +7,10 @@ the key and what is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -33,10 +35,9 @@ step sizes multiply several intensities: measured on the fixture, every engine r
 brightest amplitude from 1e-6 to 1e7 and produced NaN at 1e-9 and 1e8; the bounds keep a
 decade of margin. Raw photon counts (amplitudes up to about 3e4) lie well inside."""
 MIN_PATTERN_PX = 8
+DOUBT_SAMPLE = 32
+"""Patterns `doubts_about` looks at (evenly spread): enough to judge units and layout."""
 """The smallest pattern side: below it there is no diffraction pattern to speak of."""
-MAX_PATCH_SIDE_FACTOR = 4
-"""`Y`'s patches are N or 2N pixels wide (prep-synthetic, the seed fixture); more than 4N is
-refused from the header, before its data are read (no code reads `Y` to reconstruct)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,35 @@ def open_npz(path: Path) -> Any:
         raise _fail(path, f"not a readable NPZ archive ({exc})") from None
 
 
+CGROUP_MEMORY_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2: a container's or a batch job's limit
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
+)
+
+
 def physical_memory_bytes() -> int | None:
-    """This machine's physical memory, or None where the OS does not say."""
+    """The memory this process may use: the smallest of the machine's physical memory, its
+    cgroup's limit (a container, a Slurm job) and its address-space limit; None where none
+    is known."""
+    limits: list[int] = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
+            limits.append(int(text))
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return min(limits) if limits else None
 
 
 def check_memory(
@@ -200,12 +224,12 @@ def _as_complex(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
 
 
 def _check_fits_single(arr: np.ndarray, path: Path, key: str) -> None:
-    """Refuse finite values beyond single precision (the cast would turn them into Inf)."""
+    """Refuse finite values beyond single precision (the cast would turn them into Inf);
+    NaN and Inf are left to `_check_finite`. No copy of the array is made."""
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or arr.size == 0:
         return
-    finite = np.abs(arr[np.isfinite(arr)])
-    largest = float(finite.max()) if finite.size else 0.0
-    if largest > float(np.finfo(np.float32).max):
+    largest = max(abs(float(arr.max())), abs(float(arr.min())))
+    if math.isfinite(largest) and largest > float(np.finfo(np.float32).max):
         raise _fail(path, f"holds {largest:.3g}, beyond single precision; rescale it", key)
 
 
@@ -213,22 +237,6 @@ def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
         raise _fail(path, f"holds {bad} NaN or Inf value(s)", key)
-
-
-def _read_patches(npz: Any, path: Path, diffraction: np.ndarray) -> np.ndarray:
-    """`Y`, after its header's shape is checked against the patterns (it is never needed to
-    reconstruct, so an inconsistent one is refused before it is read)."""
-    shape = _check_declared_size(npz, path, "Y")
-    if shape is not None and diffraction.ndim == 3 and len(shape) == 3:
-        side = max(shape[1:])
-        if side > MAX_PATCH_SIDE_FACTOR * max(diffraction.shape[1:]):
-            raise _fail(
-                path,
-                f"patches of shape {shape} are over {MAX_PATCH_SIDE_FACTOR}x the "
-                f"{diffraction.shape[1]} px patterns",
-                "Y",
-            )
-    return read_array(npz, path, "Y")
 
 
 def _read_metadata(npz: Any, path: Path) -> dict[str, Any]:
@@ -284,7 +292,7 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
         if missing:
             raise _fail(path, "missing required key", missing[0])
         arrays = {k: read_array(npz, path, k) for k in REQUIRED_KEYS}
-        y_patches = _read_patches(npz, path, arrays["diffraction"]) if "Y" in npz.files else None
+        y_patches = read_array(npz, path, "Y") if "Y" in npz.files else None
         metadata = _read_metadata(npz, path)
 
     diffraction = arrays["diffraction"]
@@ -387,22 +395,30 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
 
 def doubts_about(diffraction: np.ndarray, path: Path) -> tuple[str, ...]:
     """Slips a valid file may hide: photon counts stored instead of their square roots, and
-    the zero frequency in the corner instead of the centre (not fftshifted)."""
+    the zero frequency in the corners instead of the centre (not fftshifted). Judged on up to
+    `DOUBT_SAMPLE` patterns, without copying the data."""
     doubts = []
-    brightest = float(diffraction.max())
-    if brightest >= 2 and np.array_equal(diffraction, np.round(diffraction)):
+    n, side = diffraction.shape[0], diffraction.shape[-1]
+    sample = diffraction[np.linspace(0, n - 1, min(n, DOUBT_SAMPLE)).astype(int)]
+    brightest = float(sample.max())
+    if brightest >= 2 and np.array_equal(sample, np.round(sample)):
         doubts.append(
             f"{path}: diffraction: every value is a whole number (up to {brightest:.0f}): these "
             "look like photon counts; DATA-001 holds amplitudes, their square roots"
         )
-    mean = diffraction.mean(axis=0, dtype=np.float64)
-    row, col = np.unravel_index(int(np.argmax(mean)), mean.shape)
-    side = mean.shape[0]
-    if max(abs(row - side // 2), abs(col - side // 2)) > side // 4:
+    mean = sample.mean(axis=0, dtype=np.float64)
+    mean = np.minimum(mean, np.percentile(mean, 99))  # hot or masked pixels do not decide
+    q = side // 4
+    centre = mean[q : side - q, q : side - q].sum()
+    corners = sum(
+        mean[r, c].sum()
+        for r in (slice(0, q), slice(-q, None))
+        for c in (slice(0, q), slice(-q, None))
+    )
+    if q and corners > centre:
         doubts.append(
-            f"{path}: diffraction: the mean pattern is brightest at pixel ({row}, {col}), far "
-            f"from the centre ({side // 2}, {side // 2}) where DATA-001 puts the zero frequency; "
-            "is it fftshifted?"
+            f"{path}: diffraction: the patterns are brighter in their corners than at their "
+            f"centre, where DATA-001 puts the zero frequency; are they fftshifted?"
         )
     return tuple(doubts)
 

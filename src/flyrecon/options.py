@@ -165,10 +165,11 @@ class PhysicalGeometry(_Model):
     stated in every ptychodus product's comments when they were used.
     """
 
-    photon_energy_ev: float = Field(default=10_000.0, ge=10.0, le=1e7)
-    """From extreme ultraviolet to hard gamma rays; outside, a unit slip (keV for eV)."""
-    detector_distance_m: float = Field(default=2.0, ge=1e-3, le=1e3)
-    detector_pixel_m: float = Field(default=75e-6, ge=1e-7, le=1e-1)
+    photon_energy_ev: float = Field(default=10_000.0, ge=1e-3, le=1e7)
+    """From the far infrared (visible-light ptychography uses 1.6-3.3 eV) to gamma rays;
+    beyond, the units are wrong."""
+    detector_distance_m: float = Field(default=2.0, ge=1e-6, le=1e3)
+    detector_pixel_m: float = Field(default=75e-6, ge=1e-8, le=1e-1)
 
     @property
     def wavelength_m(self) -> float:

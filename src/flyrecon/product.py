@@ -25,7 +25,7 @@ import numpy as np
 
 from flyrecon.atomic import atomic_path
 from flyrecon.data import PtychoDataset
-from flyrecon.errors import InputError
+from flyrecon.errors import InputError, one_line
 from flyrecon.options import PhysicalGeometry
 
 
@@ -52,19 +52,30 @@ class ProductData:
     comments: str = ""
 
 
+def recorded_geometry(metadata: dict[str, Any]) -> tuple[PhysicalGeometry | None, str | None]:
+    """The geometry the input's metadata records (prep-synthetic writes one), and what is
+    wrong with it when it is recorded but unusable (incomplete or out of range)."""
+    recorded = metadata.get("geometry") if isinstance(metadata, dict) else None
+    if recorded is None:
+        return None, None
+    try:
+        fields = {k: recorded[k] for k in PhysicalGeometry.model_fields}
+        return PhysicalGeometry(**fields), None
+    except (KeyError, ValueError, TypeError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else one_line(exc, 160)
+        return None, f"geometry is incomplete or out of range ({detail})"
+
+
 def resolve_geometry(
     metadata: dict[str, Any], given: PhysicalGeometry | None
 ) -> tuple[PhysicalGeometry, str]:
     """The physical geometry of a dataset and where it came from: its metadata's `geometry`
     (prep-synthetic records one), else `given` (the command line), else the defaults."""
-    recorded = metadata.get("geometry") if isinstance(metadata, dict) else None
-    unusable = ""
+    recorded, problem = recorded_geometry(metadata)
     if recorded is not None:
-        try:
-            fields = {k: recorded[k] for k in PhysicalGeometry.model_fields}
-            return PhysicalGeometry(**fields), "recorded in the input's metadata"
-        except (KeyError, ValueError, TypeError):
-            unusable = "; the input's metadata geometry is incomplete or out of range, not used"
+        return recorded, "recorded in the input's metadata"
+    unusable = "; the input's metadata geometry is incomplete or out of range, not used"
+    unusable = unusable if problem else ""
     if given is not None:
         return given, "given on the command line" + unusable
     return PhysicalGeometry(), "flyrecon's defaults" + (unusable or " (the input records none)")

@@ -25,8 +25,8 @@ from flyrecon.engine import EngineFn, EngineResult, EpochCallback
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas
 from flyrecon.inputs import engine_input
-from flyrecon.options import ObjectInit, ReconstructOptions
-from flyrecon.product import ProductData, build_product, write_product
+from flyrecon.options import Device, ObjectInit, ReconstructOptions
+from flyrecon.product import ProductData, build_product, recorded_geometry, write_product
 from flyrecon.records import JobResult, JobStatus, write_record
 from flyrecon.scoring import MIN_SCORED_PIXELS, Scored, score
 
@@ -53,6 +53,19 @@ def _clear_outputs(output_dir: Path, log_name: str) -> None:
     for name in (*layout.JOB_OUTPUTS, log_name):  # leftovers of a killed run
         for stale in output_dir.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def _device_problem(device: Device) -> str | None:
+    """Why the requested device cannot run here (`--device cuda` without one), or None."""
+    if device != Device.CUDA:
+        return None
+    from flyrecon.engine import resolve_device
+
+    try:
+        resolve_device(device)
+    except FlyreconError as exc:
+        return str(exc)
+    return None
 
 
 def _is_an_output(input_npz: Path, output_dir: Path, log_name: str) -> bool:
@@ -190,6 +203,14 @@ def reconstruct(
         result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
         result.message = f"{options.input_npz}: {problem}"
         return result
+    device_problem = _device_problem(settings.device)
+    if device_problem:  # before the folder is touched: a wrong node must not wipe results
+        result.returncode, result.status, result.message = (
+            EXIT_USAGE,
+            JobStatus.INVALID,
+            (device_problem),
+        )
+        return result
     if _is_an_output(options.input_npz, out, options.log_name):
         result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
         result.message = (
@@ -310,7 +331,14 @@ def _run(
     result.n_patterns = dataset.n_patterns
     result.input_metadata = dataset.metadata
     result.doubts = list(dataset.doubts)
-    for doubt in dataset.doubts:
+    _, geometry_problem = recorded_geometry(dataset.metadata)
+    if geometry_problem:
+        used = "the command line's" if options.geometry is not None else "flyrecon's default"
+        result.doubts.append(
+            f"{options.input_npz}: metadata: {geometry_problem}; the ptychodus product uses "
+            f"{used} geometry instead"
+        )
+    for doubt in result.doubts:
         logger.warning("%s", doubt)
     logger.info(
         "loaded %d of %d patterns of %dx%d; object %s",
@@ -347,8 +375,8 @@ def _run(
         scored = score(dataset, canvas, engine.object)
         if scored is None:
             logger.info(
-                "no metrics: objectGuess covers fewer than %d pixels of the scan or is zero "
-                "on them (a placeholder, not a truth)",
+                "no metrics: objectGuess covers fewer than %d pixels of the scan or is "
+                "constant on them (a placeholder, not a truth)",
                 MIN_SCORED_PIXELS,
             )
     else:

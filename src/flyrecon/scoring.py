@@ -53,10 +53,13 @@ def truth_region(dataset: PtychoDataset, canvas: Canvas) -> tuple[np.ndarray, np
 
 def score(dataset: PtychoDataset, canvas: Canvas, obj: np.ndarray) -> Scored | None:
     """`obj` (on `canvas`) against objectGuess; None when too few pixels can be scored or
-    objectGuess is zero on all of them (a placeholder, not a truth)."""
+    objectGuess is constant on them (all zero, all ones: a placeholder, not a truth)."""
     from flyrecon.metrics import evaluate
 
     truth, mask = truth_region(dataset, canvas)
-    if mask.sum() < MIN_SCORED_PIXELS or not truth[mask].any():
+    if mask.sum() < MIN_SCORED_PIXELS:
+        return None
+    values = truth[mask]
+    if not values.any() or np.all(values == values[0]):  # all zero or all ones: a placeholder
         return None
     return Scored(truth=truth, mask=mask, evaluation=evaluate(obj, truth, mask))

@@ -8,6 +8,7 @@ of doses. See docs/synthetic-data.md for the physics, seeds, presets and layout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -687,21 +688,48 @@ def _write_split(
 
 
 def _study_identity(options: SyntheticOptions, scene: Scene) -> dict[str, Any]:
-    """What makes a study's files what they are (as study.json records it)."""
-    identity = {"design": _design(options, scene), "seeds": _seed_record(options)}
+    """What makes a study's files what they are, as study.json records it: the design (doses
+    as a set, sources by content, not by the path they were given as), seeds and contents."""
+    identity = {
+        "design": _comparable_design(_design(options, scene)),
+        "seeds": _seed_record(options),
+        "content": _content_record(scene),
+    }
     return json.loads(json.dumps(identity, default=str))
+
+
+def _comparable_design(design: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in design.items() if k not in ("object_source", "probe_source")}
+    if isinstance(out.get("doses"), list):
+        out["doses"] = sorted(out["doses"])
+    return out
+
+
+def _content_record(scene: Scene) -> dict[str, str]:
+    return {
+        "object_sha256": hashlib.sha256(np.ascontiguousarray(scene.obj).tobytes()).hexdigest(),
+        "probe_sha256": hashlib.sha256(np.ascontiguousarray(scene.probe).tobytes()).hexdigest(),
+    }
 
 
 def _check_no_other_study(root: Path, identity: dict[str, Any]) -> None:
     """Refuse a root that holds another study: the two designs' files would mix (study-run
-    finds doses by folder name). The same design and seeds again rewrite the same files."""
+    finds doses by folder name). The same design, seeds and contents again rewrite the same
+    files; what only one of the two records (an older flyrecon's study.json) is not compared."""
     study = layout.StudyRoot(root)
     if not any(p.exists() for p in (study.study_json, study.phase_c, study.phase_d)):
         return
+    if not study.study_json.is_file():
+        raise InputError(
+            root,
+            "holds an unfinished study (phase_c or phase_d without study.json): its design is "
+            "unknown; remove it or choose a new --output-root",
+        )
     try:
         recorded = json.loads(study.study_json.read_text(encoding="utf-8"))
-        same = {k: recorded.get(k) for k in identity} == identity
-    except (OSError, ValueError, AttributeError):
+        recorded = {**recorded, "design": _comparable_design(recorded["design"])}
+        same = all(_agree(recorded.get(k), v) for k, v in identity.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         same = False
     if not same:
         raise InputError(
@@ -709,6 +737,15 @@ def _check_no_other_study(root: Path, identity: dict[str, Any]) -> None:
             "already holds another study (study.json, phase_c or phase_d): its files would mix "
             "with this design; choose a new --output-root or remove the old study first",
         )
+
+
+def _agree(recorded: Any, current: Any) -> bool:
+    """Whether two records agree on what both of them hold."""
+    if recorded is None:
+        return True
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return all(recorded[k] == current[k] for k in recorded.keys() & current.keys())
+    return recorded == current
 
 
 def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -> dict[str, Any]:
@@ -720,6 +757,7 @@ def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -
         "phase_d_root": layout.PHASE_D,
         "design": _design(options, scene),
         "seeds": _seed_record(options),
+        "content": _content_record(scene),
         "counts": [vars(c) for c in result.counts],
         "files": [vars(f) for f in result.files],
         "workers": options.workers,

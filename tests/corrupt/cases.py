@@ -355,11 +355,6 @@ CASES: list[Case] = [
         ("diffraction", "at least 8 px"),
     ),
     Case(
-        "truth-patches-far-larger-than-patterns",
-        _npz(_set("Y", lambda a: np.zeros((len(a["xcoords"]), 160, 160), np.complex64))),
-        ("Y", "over 4x"),
-    ),
-    Case(
         "metadata-lone-surrogate",
         _npz(_set("metadata", lambda a: np.array('{"view": "\\ud800"}'))),
         ("metadata", "surrogate"),

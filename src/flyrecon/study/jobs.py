@@ -141,14 +141,6 @@ def run_job(
             return _record_from_result(
                 job, previous, reused=True, fingerprint=fingerprint, input_sha256=input_sha
             )
-    if job.output_dir.is_symlink():
-        return job_record(
-            job,
-            JobStatus.INVALID,
-            EXIT_USAGE,
-            f"{job.output_dir}: is a symbolic link; a job writes only into a real folder "
-            "under the artifact root",
-        )
     stamp_path = job.output_dir / layout.JOB_JSON
     try:
         stamp_path.unlink(missing_ok=True)
