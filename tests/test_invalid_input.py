@@ -363,9 +363,9 @@ def test_prep_synthetic_refuses_a_root_that_holds_a_study(tmp_path: Path) -> Non
 def test_prep_synthetic_refuses_a_design_larger_than_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
 ) -> None:
-    import flyrecon.data as data
+    import flyrecon.memory as memory
 
-    monkeypatch.setattr(data, "physical_memory_bytes", lambda: 2 * 10**9)
+    monkeypatch.setattr(memory, "usable_memory_bytes", lambda: 2 * 10**9)
     root = tmp_path / "study"
     result = runner.invoke(app, ["prep-synthetic", "--output-root", str(root), *flags])
     assert result.exit_code == 2, result.output
@@ -463,10 +463,10 @@ def test_prep_synthetic_the_same_study_written_otherwise_is_the_same(
 def test_memory_follows_the_cgroup_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, expected: int | None
 ) -> None:
-    import flyrecon.data as data
+    import flyrecon.memory as memory
 
     (tmp_path / "memory.max").write_text(limit + "\n")
-    monkeypatch.setattr(data, "CGROUP_MEMORY_LIMITS", (tmp_path / "memory.max",))
-    memory = data.physical_memory_bytes()
-    assert memory is not None
-    assert memory == expected if expected is not None else memory > 1_000_000
+    monkeypatch.setattr(memory, "CGROUP_MEMORY_LIMITS", (tmp_path / "memory.max",))
+    available = memory.usable_memory_bytes()
+    assert available is not None
+    assert available == expected if expected is not None else available > 1_000_000

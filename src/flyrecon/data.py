@@ -7,11 +7,9 @@ the key and what is wrong.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
-import os
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
@@ -23,6 +21,7 @@ import numpy as np
 
 from flyrecon.atomic import write_with
 from flyrecon.errors import InputError
+from flyrecon.memory import check_memory
 
 REQUIRED_KEYS = ("diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords")
 METADATA_KEY = "metadata"
@@ -35,9 +34,9 @@ step sizes multiply several intensities: measured on the fixture, every engine r
 brightest amplitude from 1e-6 to 1e7 and produced NaN at 1e-9 and 1e8; the bounds keep a
 decade of margin. Raw photon counts (amplitudes up to about 3e4) lie well inside."""
 MIN_PATTERN_PX = 8
+"""The smallest pattern side: below it there is no diffraction pattern to speak of."""
 DOUBT_SAMPLE = 32
 """Patterns `doubts_about` looks at (evenly spread): enough to judge units and layout."""
-"""The smallest pattern side: below it there is no diffraction pattern to speak of."""
 
 
 @dataclass(frozen=True)
@@ -96,55 +95,10 @@ def open_npz(path: Path) -> Any:
         raise _fail(path, f"not a readable NPZ archive ({exc})") from None
 
 
-CGROUP_MEMORY_LIMITS = (
-    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2: a container's or a batch job's limit
-    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
-)
-
-
-def physical_memory_bytes() -> int | None:
-    """The memory this process may use: the smallest of the machine's physical memory, its
-    cgroup's limit (a container, a Slurm job) and its address-space limit; None where none
-    is known."""
-    limits: list[int] = []
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    for path in CGROUP_MEMORY_LIMITS:
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
-            limits.append(int(text))
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft != resource.RLIM_INFINITY:
-            limits.append(soft)
-    except (ImportError, ValueError, OSError):
-        pass
-    return min(limits) if limits else None
-
-
-def check_memory(
-    nbytes: float, path: Path | str | None, what: str, key: str | None = None, advice: str = ""
-) -> None:
-    """Refuse (`InputError`) what would need more bytes than this machine's memory."""
-    memory = physical_memory_bytes()
-    if memory is not None and nbytes > memory:
-        raise InputError(
-            path,
-            f"{what} needs {nbytes / 1e9:.1f} GB, more than this machine's memory "
-            f"({memory / 1e9:.1f} GB){advice}",
-            key,
-        )
-
-
-def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | None:
+def _check_declared_size(npz: Any, path: Path, key: str) -> None:
     """Refuse a member whose .npy header declares more data than the member holds or than
     this machine's memory (it would otherwise allocate that much before failing), or that is
-    not .npy data at all. Returns the declared shape (None: not stored as <key>.npy)."""
+    not .npy data at all."""
     try:
         info = npz.zip.getinfo(f"{key}.npy")
         with npz.zip.open(info) as member:
@@ -156,7 +110,7 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | No
             )
             shape, _, dtype = reader(member, max_header_size=100_000)
     except KeyError:
-        return None  # not stored under <key>.npy: numpy's own loader decides
+        return  # not stored under <key>.npy: numpy's own loader decides
     except (zipfile.BadZipFile, zlib.error) as exc:
         raise _fail(path, f"cannot be read, the archive is damaged ({exc})", key) from None
     except (ValueError, OSError, EOFError) as exc:
@@ -164,7 +118,7 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | No
     except NotImplementedError as exc:  # a zip compression method Python cannot read
         raise _fail(path, f"cannot be read ({exc})", key) from None
     if dtype.hasobject:
-        return tuple(shape)  # refused as pickled when read
+        return  # refused as pickled when read
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if declared > info.file_size:
         raise _fail(
@@ -174,7 +128,6 @@ def _check_declared_size(npz: Any, path: Path, key: str) -> tuple[int, ...] | No
             key,
         )
     check_memory(declared, path, f"shape {tuple(shape)}", key)
-    return tuple(shape)
 
 
 def read_array(npz: Any, path: Path, key: str) -> np.ndarray:

@@ -75,7 +75,8 @@ def resolve_geometry(
     if recorded is not None:
         return recorded, "recorded in the input's metadata"
     unusable = "; the input's metadata geometry is incomplete or out of range, not used"
-    unusable = unusable if problem else ""
+    if not problem:
+        unusable = ""
     if given is not None:
         return given, "given on the command line" + unusable
     return PhysicalGeometry(), "flyrecon's defaults" + (unusable or " (the input records none)")
@@ -165,7 +166,7 @@ def _attr(h5: Any, name: str, path: Path) -> Any:
 
 def _check_loadable(dataset: Any, path: Path, key: str) -> None:
     """Refuse an empty dataset, or one larger than this machine's memory, before reading it."""
-    from flyrecon.data import check_memory
+    from flyrecon.memory import check_memory
 
     if dataset.size == 0:
         raise InputError(path, f"is empty (shape {dataset.shape})", key)

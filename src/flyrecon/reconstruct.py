@@ -21,7 +21,7 @@ import numpy as np
 from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, folder_lock, write_json, write_with
 from flyrecon.data import PtychoDataset, load_dataset
-from flyrecon.engine import EngineFn, EngineResult, EpochCallback
+from flyrecon.engine import EngineFn, EngineResult, EpochCallback, resolve_device
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas
 from flyrecon.inputs import engine_input
@@ -55,12 +55,19 @@ def _clear_outputs(output_dir: Path, log_name: str) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _invalid(
+    result: JobResult, message: str, start: float, returncode: int = EXIT_USAGE
+) -> JobResult:
+    """`result` as a job that cannot run as asked (nothing of it was written)."""
+    result.returncode, result.status, result.message = returncode, JobStatus.INVALID, message
+    result.wall_time_s = time.perf_counter() - start
+    return result
+
+
 def _device_problem(device: Device) -> str | None:
     """Why the requested device cannot run here (`--device cuda` without one), or None."""
     if device != Device.CUDA:
         return None
-    from flyrecon.engine import resolve_device
-
     try:
         resolve_device(device)
     except FlyreconError as exc:
@@ -200,24 +207,16 @@ def reconstruct(
     )
     if not options.input_npz.is_file():  # nothing is created for an input that is not there
         problem = "is a directory, not an NPZ file" if options.input_npz.is_dir() else "not found"
-        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
-        result.message = f"{options.input_npz}: {problem}"
-        return result
+        return _invalid(result, f"{options.input_npz}: {problem}", start)
     device_problem = _device_problem(settings.device)
     if device_problem:  # before the folder is touched: a wrong node must not wipe results
-        result.returncode, result.status, result.message = (
-            EXIT_USAGE,
-            JobStatus.INVALID,
-            (device_problem),
-        )
-        return result
+        return _invalid(result, device_problem, start)
     if _is_an_output(options.input_npz, out, options.log_name):
-        result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
-        result.message = (
+        message = (
             f"{options.input_npz}: the input is a file this job writes in {out}; choose "
             "another output directory"
         )
-        return result
+        return _invalid(result, message, start)
     with ExitStack() as held:  # the folder's lock, held until result.json is written
         log_stack = ExitStack()
         try:
@@ -226,18 +225,10 @@ def reconstruct(
             _clear_outputs(out, options.log_name)
             log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
         except FlyreconError as exc:
-            result.returncode, result.status, result.message = (
-                exc.exit_code,
-                JobStatus.INVALID,
-                str(exc),
-            )
-            result.wall_time_s = time.perf_counter() - start
-            return result
+            return _invalid(result, str(exc), start, exc.exit_code)
         except OSError as exc:
-            result.returncode, result.status = EXIT_USAGE, JobStatus.INVALID
-            result.message = f"{out}: cannot write in the output directory ({exc.strerror})"
-            result.wall_time_s = time.perf_counter() - start
-            return result
+            message = f"{out}: cannot write in the output directory ({exc.strerror})"
+            return _invalid(result, message, start)
         with log_stack:  # renames the log into place when the run ends
             _run_logged(options, result, log_tmp, on_epoch, engine)
         result.log_path = str(out / options.log_name)

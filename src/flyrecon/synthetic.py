@@ -22,9 +22,10 @@ import numpy as np
 
 from flyrecon import __version__, layout, simulate
 from flyrecon.atomic import unwritable_dir_reason, write_json
-from flyrecon.data import PtychoDataset, check_memory, load_complex_array, save_dataset
+from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
 from flyrecon.errors import InputError
 from flyrecon.hashing import file_sha256
+from flyrecon.memory import check_memory
 from flyrecon.options import FIXTURE_PROBE_PX, ScanKind, SyntheticOptions
 
 SPLITS = ("train", "test")
