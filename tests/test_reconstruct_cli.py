@@ -242,6 +242,29 @@ def test_python_dash_m_runs_the_app() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("flyrecon ")
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "__all__"), ("logfire", "logfire")])
+def test_the_command_turns_off_pydantic_plugins_unless_the_user_chose(
+    given: str | None, expected: str
+) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    code = (
+        "import os, sys\n"
+        "sys.argv = ['flyrecon', '--version']\n"
+        "from flyrecon.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(os.environ['PYDANTIC_DISABLE_PLUGINS'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.stdout.strip().splitlines()[-1] == expected, proc.stderr
+
+
 def test_the_automatic_stop_is_the_default_and_num_epochs_fixes_the_count(
     tiny_npz: Path, tmp_path: Path, fake_engine: FakeEngine
 ) -> None:

@@ -1,5 +1,5 @@
 """`python -m flyrecon`."""
 
-from flyrecon.cli import main
+from flyrecon.entry import main
 
 main()
