@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flyrecon.data import save_dataset
 from helpers import simulated_dataset, write_study_tree
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_the_tests() -> Iterator[None]:
+    """Give SIGINT Python's usual handler for the session.
+
+    A shell that starts the suite in the background (`pytest &`, a CI step run that way)
+    hands it SIGINT ignored, and the processes it starts inherit that: the Ctrl-C tests
+    would then test nothing. A handled signal is reset to the default in a started process,
+    so this covers the subprocesses as well.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

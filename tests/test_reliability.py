@@ -241,15 +241,20 @@ def test_sigkill_mid_job_then_rerun_equals_an_uninterrupted_run(kill_tree: Path)
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly_with_130(kill_tree: Path) -> None:
-    out = kill_tree / "sigint"
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_stops_the_study_cleanly(kill_tree: Path, sig: int, code: int) -> None:
+    """Ctrl-C, or SIGTERM (a scheduler's time limit, `kill`): the running job is recorded
+    `interrupted`, the manifest says so, no partial file is left, exit 130 or 143."""
+    out = kill_tree / sig.name
     proc = subprocess.Popen(
         _study_cmd(kill_tree, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     _wait_for_second_job(out, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     manifest = json.loads((out / MANIFEST_JSON).read_text())
     assert manifest["state"] == "interrupted"
@@ -262,6 +267,40 @@ def test_sigint_stops_cleanly_with_130(kill_tree: Path) -> None:
     assert not (out / "dose_100000" / "dense" / "train" / "result.json").exists()
     assert not [p for p in out.rglob(".*.tmp")]
     assert os.path.exists(out / "skip_summary.json")
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_stops_parallel_jobs_cleanly(kill_tree: Path) -> None:
+    """A batch scheduler signals every process of the job (workers too): each running job
+    is recorded `interrupted`, not failed, and the workers leave no partial file."""
+    out = kill_tree / "group"
+    proc = subprocess.Popen(
+        [*_study_cmd(kill_tree, out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    jobs = [out / "dose_100000" / view / "train" for view in ("baseline", "dense")]
+    deadline = time.monotonic() + 120
+    while not all(
+        any("epoch 2/" in log.read_text() for log in job.glob(".reconstruct.log.*.tmp"))
+        for job in jobs
+        if job.is_dir()
+    ) or not all(job.is_dir() for job in jobs):
+        assert proc.poll() is None and time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((out / MANIFEST_JSON).read_text())
+    assert manifest["state"] == "interrupted"
+    assert {(r["status"], r["returncode"]) for r in manifest["execution_results"]} == {
+        ("interrupted", 130)
+    }
+    assert len(manifest["execution_results"]) == 2
+    assert not [p for p in out.rglob(".*.tmp")]
 
 
 def test_a_second_writer_into_one_folder_is_refused(tiny_npz: Path, tmp_path: Path) -> None:
@@ -294,3 +333,20 @@ def test_a_file_system_without_directory_locks_still_runs(
     monkeypatch.setattr(fcntl, "flock", no_locks)
     options = ReconstructOptions(input_npz=tiny_npz, output_dir=tmp_path / "job")
     assert reconstruct(options, engine=FakeEngine()).ok
+
+
+@pytest.mark.slow
+def test_sigterm_stops_reconstruct_without_a_partial_result(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "flyrecon", "reconstruct", "--input-npz", str(tiny_npz)]
+    cmd += ["--output-dir", str(out), "--num-epochs", "5000", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any("epoch 2/" in log.read_text() for log in out.glob(".reconstruct.log.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, "reconstruct never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert not list(out.iterdir())

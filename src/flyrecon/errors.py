@@ -8,6 +8,23 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+"""128 + SIGTERM: stopped by a batch scheduler's time limit or cancel, or by `kill`."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. The `flyrecon` command raises it from its signal handler so that
+    every Ctrl-C path (interrupted records, the manifest, partial files discarded) runs for
+    it too; the command then exits with `EXIT_TERMINATED`."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise `Terminated`, and ignore any later SIGTERM so that the
+    cleanup the first one started can finish."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 class FlyreconError(Exception):

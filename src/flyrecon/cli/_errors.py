@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError, one_line
+from flyrecon.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    FlyreconError,
+    Terminated,
+    one_line,
+)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -48,6 +56,8 @@ def handled() -> Iterator[None]:
         raise fail(str(exc), exc.exit_code, traceback.format_exc()) from None
     except ValidationError as exc:
         raise fail(_validation_line(exc), EXIT_USAGE, traceback.format_exc()) from None
+    except Terminated:
+        raise fail("terminated (SIGTERM)", EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
     except OSError as exc:

@@ -204,7 +204,7 @@ def study_run_command(
     skip_summary.json at the artifact root after every job, and the study summary and
     figures at the end; a rerun reuses jobs whose outputs are current. Exit code 0 when every
     selected job succeeded, 1 when any failed, 2 for usage or input errors, 130 when
-    interrupted.
+    interrupted (Ctrl-C), 143 when terminated (SIGTERM, handled as Ctrl-C).
     """
     with handled():
         if study_root is not None:

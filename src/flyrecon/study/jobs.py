@@ -99,7 +99,8 @@ def job_record(
 
 
 def interrupted_record(job: Job) -> JobRecord:
-    return job_record(job, JobStatus.INTERRUPTED, EXIT_INTERRUPTED, "interrupted by the user")
+    reason = "interrupted before it finished"
+    return job_record(job, JobStatus.INTERRUPTED, EXIT_INTERRUPTED, reason)
 
 
 def failed_record(job: Job, reason: str, **fields: Any) -> JobRecord:

@@ -8,7 +8,9 @@ with `--device cuda` the workers share the GPU.
 
 A worker that dies (killed, out of memory, crashed) fails only the job it held, with the
 reason; a new worker takes its place and the study goes on. Ctrl-C stops the workers and
-records every unfinished job `interrupted`. Only this process writes the manifest.
+records every unfinished job `interrupted`. SIGTERM to a worker (this process stopping it, or
+a batch scheduler signalling every process of the job) ends its job as Ctrl-C would, partial
+files discarded, and the worker quietly. Only this process writes the manifest.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flyrecon.errors import one_line
+from flyrecon.errors import one_line, raise_terminated
 from flyrecon.options import Device, StudyOptions
 from flyrecon.study.executors.base import Outcomes, available_cores
 from flyrecon.study.jobs import JobFunction, failed_record, interrupted_record
@@ -53,8 +55,24 @@ def _worker(
     threads: int | None,
 ) -> None:
     """A worker process: run the jobs it is given, report epochs and records, until told to
-    stop (None). Ctrl-C is the parent's to handle."""
+    stop (None). Ctrl-C is the parent's to handle; SIGTERM ends the worker (see the module)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        _serve(worker_id, tasks, results, job_fn, options, threads)
+    except KeyboardInterrupt:  # SIGTERM: the parent records the job
+        return
+
+
+def _serve(
+    worker_id: int,
+    tasks: Any,
+    results: Any,
+    job_fn: JobFunction,
+    options: StudyOptions,
+    threads: int | None,
+) -> None:
+    """The worker's loop: take a job, run it, send its epochs and its record."""
     if threads is not None:
         import torch
 
