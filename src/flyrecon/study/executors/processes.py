@@ -58,41 +58,26 @@ def _worker(
     stop (None). Ctrl-C is the parent's to handle; SIGTERM ends the worker (see the module)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        _serve(worker_id, tasks, results, job_fn, options, threads)
-    except KeyboardInterrupt:  # SIGTERM: the parent records the job
-        return
-
-
-def _serve(
-    worker_id: int,
-    tasks: Any,
-    results: Any,
-    job_fn: JobFunction,
-    options: StudyOptions,
-    threads: int | None,
-) -> None:
-    """The worker's loop: take a job, run it, send its epochs and its record."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    while True:
-        job = tasks.get()
-        if job is None:
-            return
+    try:
+        while (job := tasks.get()) is not None:
 
-        def on_epoch(done: int, total: int, loss: float, job: Job = job) -> None:
-            results.put(("epoch", worker_id, job.key, (done, total, loss)))
+            def on_epoch(done: int, total: int, loss: float, job: Job = job) -> None:
+                results.put(("epoch", worker_id, job.key, (done, total, loss)))
 
-        try:
-            record = job_fn(job, options, on_epoch)
-            record = record.model_copy(
-                update={"worker": f"process {os.getpid()}", "torch_threads": threads}
-            )
-        except Exception as exc:  # the job function never raises; a stand-in might
-            record = failed_record(job, f"job failed in its worker process ({one_line(exc)})")
-        results.put(("done", worker_id, job.key, record))
+            try:
+                record = job_fn(job, options, on_epoch)
+                record = record.model_copy(
+                    update={"worker": f"process {os.getpid()}", "torch_threads": threads}
+                )
+            except Exception as exc:  # the job function never raises; a stand-in might
+                record = failed_record(job, f"job failed in its worker process ({one_line(exc)})")
+            results.put(("done", worker_id, job.key, record))
+    except KeyboardInterrupt:  # SIGTERM: the job's partial files are gone; the parent records it
+        return
 
 
 @dataclass
