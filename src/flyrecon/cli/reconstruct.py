@@ -51,7 +51,8 @@ def reconstruct_command(
 
     Writes ptychi_reconstruction.npz, ptychodus_product.h5 (for ptychodus),
     reconstruction.png, reconstruct.log, result.json and, when the file holds the true
-    object, metrics.json. Exit code 0 success, 1 the reconstruction failed, 2 invalid input.
+    object, metrics.json. Exit code 0 success, 1 the reconstruction failed, 2 invalid input,
+    130 Ctrl-C, 143 SIGTERM (neither leaves output behind).
     """
     from flyrecon.reconstruct import reconstruct
 
