@@ -26,6 +26,7 @@ import numpy as np
 from flyrecon.atomic import atomic_path
 from flyrecon.data import PtychoDataset
 from flyrecon.errors import InputError, one_line
+from flyrecon.memory import check_memory
 from flyrecon.options import PhysicalGeometry
 
 
@@ -74,9 +75,9 @@ def resolve_geometry(
     recorded, problem = recorded_geometry(metadata)
     if recorded is not None:
         return recorded, "recorded in the input's metadata"
-    unusable = "; the input's metadata geometry is incomplete or out of range, not used"
-    if not problem:
-        unusable = ""
+    unusable = ""
+    if problem:
+        unusable = "; the input's metadata geometry is incomplete or out of range, not used"
     if given is not None:
         return given, "given on the command line" + unusable
     return PhysicalGeometry(), "flyrecon's defaults" + (unusable or " (the input records none)")
@@ -166,8 +167,6 @@ def _attr(h5: Any, name: str, path: Path) -> Any:
 
 def _check_loadable(dataset: Any, path: Path, key: str) -> None:
     """Refuse an empty dataset, or one larger than this machine's memory, before reading it."""
-    from flyrecon.memory import check_memory
-
     if dataset.size == 0:
         raise InputError(path, f"is empty (shape {dataset.shape})", key)
     check_memory(dataset.size * dataset.dtype.itemsize, path, f"shape {dataset.shape}", key)

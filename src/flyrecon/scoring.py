@@ -60,6 +60,6 @@ def score(dataset: PtychoDataset, canvas: Canvas, obj: np.ndarray) -> Scored | N
     if mask.sum() < MIN_SCORED_PIXELS:
         return None
     values = truth[mask]
-    if not values.any() or np.all(values == values[0]):  # all zero or all ones: a placeholder
+    if np.all(values == values[0]):  # all zero or all ones: a placeholder
         return None
     return Scored(truth=truth, mask=mask, evaluation=evaluate(obj, truth, mask))

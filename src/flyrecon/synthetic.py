@@ -585,7 +585,8 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
     if options.object_npz is None and not options.fixture:
         _check_memory(options.object_px**2 * PROCEDURAL_BYTES_PER_PIXEL, "the object", options)
     scene = build_scene(options)
-    _check_no_other_study(root, _study_identity(options, scene))
+    identity = _study_identity(options, scene)
+    _check_no_other_study(root, identity)
     n = sum(len(scene.positions[split][0]) for split in SPLITS)
     per_pattern = scene.probe.shape[0] ** 2 * SIMULATION_BYTES_PER_PIXEL
     _check_memory(n * per_pattern, f"{n} patterns", options)
@@ -640,7 +641,7 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
             del amplitude
             step(f"dose {dose} ({split})")
 
-    write_json(result.study_json, _study_record(options, scene, result))
+    write_json(result.study_json, _study_record(options, scene, result, identity["content"]))
     return result
 
 
@@ -708,8 +709,8 @@ def _comparable_design(design: dict[str, Any]) -> dict[str, Any]:
 
 def _content_record(scene: Scene) -> dict[str, str]:
     return {
-        "object_sha256": hashlib.sha256(np.ascontiguousarray(scene.obj).tobytes()).hexdigest(),
-        "probe_sha256": hashlib.sha256(np.ascontiguousarray(scene.probe).tobytes()).hexdigest(),
+        "object_sha256": hashlib.sha256(np.ascontiguousarray(scene.obj).data).hexdigest(),
+        "probe_sha256": hashlib.sha256(np.ascontiguousarray(scene.probe).data).hexdigest(),
     }
 
 
@@ -749,7 +750,9 @@ def _agree(recorded: Any, current: Any) -> bool:
     return recorded == current
 
 
-def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -> dict[str, Any]:
+def _study_record(
+    options: SyntheticOptions, scene: Scene, result: PrepResult, content: dict[str, str]
+) -> dict[str, Any]:
     return {
         "generator": "flyrecon prep-synthetic",
         "flyrecon_version": __version__,
@@ -758,7 +761,7 @@ def _study_record(options: SyntheticOptions, scene: Scene, result: PrepResult) -
         "phase_d_root": layout.PHASE_D,
         "design": _design(options, scene),
         "seeds": _seed_record(options),
-        "content": _content_record(scene),
+        "content": content,
         "counts": [vars(c) for c in result.counts],
         "files": [vars(f) for f in result.files],
         "workers": options.workers,
