@@ -140,6 +140,7 @@ def run_default(npz: Path, out: Path, threads: int) -> dict[str, Any]:
         "phase_ssim": metrics["phase_ssim"],
         "error": metrics["complex_relative_error"],
         "epochs": result["epochs_run"],
+        "coarse_epochs": result.get("coarse_epochs", 0),
         "stop_kind": result["stop_kind"],
     }
 

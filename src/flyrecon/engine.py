@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from flyrecon import coarse
 from flyrecon.convergence import ConvergenceTrace, StopKind
 from flyrecon.deferred import eager_dynamo, stand_ins
 from flyrecon.errors import InputError, ReconstructionError, one_line
-from flyrecon.options import Algorithm, Device, NoiseModel, ReconSettings
+from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ReconSettings
 
 EpochCallback = Callable[[int, int, float], None]
 """Called after each epoch with (epochs done, epochs planned, loss)."""
@@ -67,6 +68,8 @@ class EngineResult:
     """One line: why the run ended."""
     averaged_epochs: int = 0
     """How many final iterates were averaged into `object` (0: the last iterate)."""
+    coarse_epochs: int = 0
+    """Epochs of the half-resolution start (`flyrecon.coarse`) before `epochs_run`; 0: none."""
 
 
 def cuda_available() -> bool:
@@ -316,6 +319,7 @@ def run_engine(
     *,
     on_epoch: EpochCallback | None = None,
     inspect: ObjectCallback | None = None,
+    coarse_start: bool = True,
 ) -> EngineResult:
     """Run pty-chi and return the result.
 
@@ -325,9 +329,59 @@ def run_engine(
     (then the average of the last `WINDOW_EPOCHS` iterates is returned), or at `max_epochs`.
     The default algorithm (aLSQML) extrapolates the object between LSQML epochs
     (`convergence.ObjectMomentum`). `inspect` sees the object after every epoch
-    (benchmarks score it). Raises `ReconstructionError` when pty-chi raises or the loss stops
-    being finite.
+    (benchmarks score it). With the automatic stop and a flat start, aLSQML on a scan with
+    little overlap first runs at half resolution and starts from that object
+    (`flyrecon.coarse`; `coarse_start=False` skips it). Raises `ReconstructionError` when
+    pty-chi raises or the loss stops being finite.
     """
+    if (
+        coarse_start
+        and settings.num_epochs is None
+        and settings.algorithm == Algorithm.ALSQML
+        and settings.object_init == ObjectInit.ONES
+        and coarse.wants_coarse_start(inp.positions_px, inp.probe_init)
+    ):
+        inp, first = _coarse_start(inp, settings)
+        result = _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
+        result.coarse_epochs = first.epochs_run
+        result.stop_reason = (
+            f"after {first.epochs_run} epochs at half resolution (little overlap; "
+            f"{first.stop_kind}), {result.stop_reason}"
+        )
+        return result
+    return _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
+
+
+def _coarse_start(inp: EngineInput, settings: ReconSettings) -> tuple[EngineInput, EngineResult]:
+    """`inp` started from the same scan reconstructed at half resolution, and that run."""
+    from dataclasses import replace
+
+    intensities, positions, probe, shape = coarse.coarse_data(
+        inp.intensities, inp.positions_px, inp.probe_init, inp.object_init.shape
+    )
+    small = EngineInput(
+        intensities=intensities,
+        positions_px=positions,
+        object_init=np.ones(shape, dtype=np.complex64),
+        probe_init=probe,
+    )
+    capped = settings.model_copy(update={"max_epochs": min(settings.max_epochs, coarse.MAX_EPOCHS)})
+    try:
+        first = _run(small, capped)
+    except ReconstructionError as exc:
+        raise ReconstructionError(f"at half resolution (the start): {exc}") from exc
+    start = coarse.fine_start(first.object, inp.object_init.shape, inp.probe_init)
+    return replace(inp, object_init=start), first
+
+
+def _run(
+    inp: EngineInput,
+    settings: ReconSettings,
+    *,
+    on_epoch: EpochCallback | None = None,
+    inspect: ObjectCallback | None = None,
+) -> EngineResult:
+    """`run_engine` without the coarse start."""
     import logging
     import warnings
 

@@ -110,6 +110,13 @@ def job_label(metadata: dict, input_npz: Path) -> str:
     return ", ".join(parts) or input_npz.name
 
 
+def _epochs_label(engine: EngineResult) -> str:
+    """ "40 epochs", or "12 + 40 epochs (half resolution first)"."""
+    if engine.coarse_epochs:
+        return f"{engine.coarse_epochs} + {engine.epochs_run} epochs (half resolution first)"
+    return f"{engine.epochs_run} epochs"
+
+
 def _product(
     dataset: PtychoDataset, engine: EngineResult, canvas: Canvas, options: ReconstructOptions
 ) -> ProductData:
@@ -120,7 +127,7 @@ def _product(
         origin_px=canvas.origin_px,
         losses=engine.loss_history,
         description=(
-            f"flyrecon {__version__}: {options.settings.algorithm}, {engine.epochs_run} epochs "
+            f"flyrecon {__version__}: {options.settings.algorithm}, {_epochs_label(engine)} "
             f"({engine.stop_kind}) of {options.input_npz.name}"
         ),
         name=f"flyrecon {options.input_npz.stem}",
@@ -151,6 +158,7 @@ def _write_outputs(
         "stop_kind": np.array(str(engine.stop_kind)),
         "stop_reason": np.array(engine.stop_reason),
         "averaged_epochs": np.array(engine.averaged_epochs, dtype=np.int64),
+        "coarse_epochs": np.array(engine.coarse_epochs, dtype=np.int64),
         "ptychi_options_json": np.array(json.dumps(engine.options, sort_keys=True)),
         "flyrecon_settings_json": np.array(settings.model_dump_json()),
     }
@@ -160,7 +168,7 @@ def _write_outputs(
     write_product(out / layout.PRODUCT_H5, _product(dataset, engine, canvas, options))
     title = (
         f"{job_label(dataset.metadata, options.input_npz)}: {settings.algorithm}, "
-        f"{engine.epochs_run} epochs ({engine.stop_kind})\n{options.input_npz}"
+        f"{_epochs_label(engine)} ({engine.stop_kind})\n{options.input_npz}"
     )
     marks = StopMarks(
         engine.trace.arrays(), str(engine.stop_kind), engine.epochs_run, engine.averaged_epochs
@@ -357,9 +365,10 @@ def _run(
         thread.join()
     result.device = engine.device
     result.epochs_run = engine.epochs_run
+    result.coarse_epochs = engine.coarse_epochs
     result.stop_kind = str(engine.stop_kind)
     result.stop_reason = engine.stop_reason
-    logger.info("stopped after %d epochs: %s", engine.epochs_run, engine.stop_reason)
+    logger.info("stopped after %s: %s", _epochs_label(engine), engine.stop_reason)
     result.final_loss = engine.loss_history[-1] if engine.loss_history else None
     scored = None
     if settings.object_init == ObjectInit.ONES:
@@ -377,7 +386,7 @@ def _run(
     result.returncode, result.status = EXIT_OK, JobStatus.SUCCEEDED
     first = engine.loss_history[0]
     last = engine.loss_history[-1]
-    summary = f"{engine.epochs_run} epochs on {engine.device}, loss {first:.4g} -> {last:.4g}"
+    summary = f"{_epochs_label(engine)} on {engine.device}, loss {first:.4g} -> {last:.4g}"
     if result.metrics:
         from flyrecon.metrics import summary_line
 

@@ -70,6 +70,8 @@ class JobResult(_Record):
     n_patterns: int | None = None
     device: str | None = None
     epochs_run: int = 0
+    coarse_epochs: int = 0
+    """Epochs at half resolution before `epochs_run` (scans with little overlap; 0: none)."""
     stop_kind: str | None = None
     """`noise floor`, `converged`, `max epochs` or `fixed epochs` (convergence.StopKind)."""
     stop_reason: str | None = None
@@ -108,6 +110,8 @@ class JobRecord(_Record):
     n_patterns: int | None = None
     device: str | None = None
     epochs_run: int | None = None
+    coarse_epochs: int | None = None
+    """Epochs at half resolution before `epochs_run` (scans with little overlap)."""
     stop_kind: str | None = None
     stop_reason: str | None = None
     final_loss: float | None = None

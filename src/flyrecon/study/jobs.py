@@ -189,6 +189,7 @@ def _result_fields(result: JobResult) -> dict[str, Any]:
         "n_patterns": result.n_patterns,
         "device": result.device,
         "epochs_run": result.epochs_run,
+        "coarse_epochs": result.coarse_epochs,
         "stop_kind": result.stop_kind,
         "stop_reason": result.stop_reason,
         "final_loss": result.final_loss,
