@@ -100,3 +100,26 @@ def test_report_ignores_paths_in_a_crafted_manifest(finished_study: Path, tmp_pa
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{path}: execution_results.18.dose" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_summary_counts_half_resolution_epochs_apart() -> None:
+    from flyrecon.records import JobRecord, JobStatus
+    from flyrecon.report import summary_rows
+
+    def record(view: str, coarse: int | None) -> JobRecord:
+        return JobRecord(
+            dose=1000,
+            view=view,
+            split="train",
+            key=f"dose_1000/{view}/train",
+            input_npz="x.npz",
+            output_dir="out",
+            status=JobStatus.SUCCEEDED,
+            returncode=0,
+            reason="",
+            epochs_run=6,
+            coarse_epochs=coarse,
+        )
+
+    rows = summary_rows([record("dense", 0), record("sparse", 4)])
+    assert [(r["epochs"], r["half_resolution_epochs"]) for r in rows] == [(6, ""), (6, 4)]

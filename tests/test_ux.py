@@ -233,6 +233,7 @@ def test_the_summary_table_shows_its_widest_values_whole_at_80_columns() -> None
         reason="",
         wall_time_s=1234.5,
         epochs_run=300,
+        coarse_epochs=40,
         stop_kind="noise floor",
         metrics={"phase_ssim": 0.123, "complex_relative_error": 0.0456},
         reused=True,
@@ -241,7 +242,7 @@ def test_the_summary_table_shows_its_widest_values_whole_at_80_columns() -> None
     console.print(_summary_table([widest]))
     text = console.export_text()
     assert "…" not in text, text
-    for value in ("100000", "baseline", "interrupted*", "130", "300", "1234.5", "0.123"):
+    for value in ("100000", "baseline", "interrupted*", "130", "40+300", "1234.5", "0.123"):
         assert value in text, (value, text)
 
 

@@ -345,7 +345,8 @@ def run_engine(
         result = _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
         result.coarse_epochs = first.epochs_run
         result.stop_reason = (
-            f"after {first.epochs_run} epochs at half resolution (little overlap; "
+            f"after {first.epochs_run} epoch{'s' * (first.epochs_run != 1)} at half "
+            f"resolution (little overlap; "
             f"{first.stop_kind}), {result.stop_reason}"
         )
         return result

@@ -16,6 +16,7 @@ STOP_SHORT = {
 STOP_LEGEND = (
     "stop: floor = fit below the noise floor, converged = object stopped",
     "      drifting, cap = --max-epochs, fixed = --num-epochs",
+    "ep: epochs; 4+6 = 4 at half resolution (a scan with little overlap), then 6",
 )
 
 

@@ -309,7 +309,7 @@ def _summary_table(records: list[JobRecord]) -> Table:
             str(r.split),
             f"[{style}]{r.status}[/]" + ("*" if r.reused else ""),
             str(r.returncode),
-            "" if r.epochs_run is None else str(r.epochs_run),
+            _epochs(r),
             short_stop(r.stop_kind),
             f"{r.wall_time_s or 0:.1f}",
             "" if ssim is None else f"{ssim:.3f}",
@@ -384,3 +384,12 @@ class _StudyProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+def _epochs(record: JobRecord) -> str:
+    """Epochs run; "4+6" after a half-resolution start."""
+    if record.epochs_run is None:
+        return ""
+    if record.coarse_epochs:
+        return f"{record.coarse_epochs}+{record.epochs_run}"
+    return str(record.epochs_run)
