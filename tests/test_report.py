@@ -122,4 +122,4 @@ def test_the_summary_counts_half_resolution_epochs_apart() -> None:
         )
 
     rows = summary_rows([record("dense", 0), record("sparse", 4)])
-    assert [(r["epochs"], r["half_resolution_epochs"]) for r in rows] == [(6, ""), (6, 4)]
+    assert [(r["epochs"], r["half_resolution_epochs"]) for r in rows] == [(6, None), (6, 4)]

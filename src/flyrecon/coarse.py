@@ -7,10 +7,10 @@ unknowns) are far better determined. The default engine first reconstructs there
 the full-resolution run from that object, upsampled and low-passed (what is kept is the
 slowly varying phase and amplitude; finer detail is left to the full-resolution data).
 
-Measured on the benchmark family (docs/performance.md): sparse views met both quality
-targets in 16 of 30 cells against 4 from a flat start; on dense and baseline scans the start
-did not help (39 of 60 cells against 44: the full-resolution run stopped sooner, before its
-own slow tail), so it is used only below `STEP_PER_DIAMETER`.
+Measured on the benchmark family (docs/performance.md): its sparse views met all three
+targets of issue 13 in 14 of 30 cells against 4 from a flat start; on its dense and baseline
+scans the start did not help (39 of 60 cells against 44: the full-resolution run stopped
+sooner, before its own slow tail), so it is used only from `STEP_PER_DIAMETER` on.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ def wants_coarse_start(positions_px: np.ndarray, probe: np.ndarray) -> bool:
 
 
 def coarse_data(
-    intensities: np.ndarray, positions_px: np.ndarray, probe: np.ndarray, object_shape: tuple
+    intensities: np.ndarray,
+    positions_px: np.ndarray,
+    probe: np.ndarray,
+    object_shape: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
     """The same scan at 1/FACTOR resolution: the patterns' centre (DC at the centre), the
     positions in coarse pixels, the probe with its spectrum cropped alike (scaled to the

@@ -331,8 +331,9 @@ def run_engine(
     (`convergence.ObjectMomentum`). `inspect` sees the object after every epoch
     (benchmarks score it). With the automatic stop and a flat start, aLSQML on a scan with
     little overlap first runs at half resolution and starts from that object
-    (`flyrecon.coarse`; `coarse_start=False` skips it). Raises `ReconstructionError` when
-    pty-chi raises or the loss stops being finite.
+    (`flyrecon.coarse`: at most `coarse.MAX_EPOCHS` and `max_epochs` epochs there; if that
+    stage fails the run starts flat; `coarse_start=False` skips it). Raises
+    `ReconstructionError` when pty-chi raises or the loss stops being finite.
     """
     if (
         coarse_start
@@ -341,20 +342,33 @@ def run_engine(
         and settings.object_init == ObjectInit.ONES
         and coarse.wants_coarse_start(inp.positions_px, inp.probe_init)
     ):
-        inp, first = _coarse_start(inp, settings)
-        result = _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
+        try:
+            started, first = _coarse_start(inp, settings, on_epoch)
+        except ReconstructionError as exc:  # the start is an aid: without it the run goes on
+            result = _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
+            result.stop_reason = (
+                f"the half-resolution start failed ({exc}), so from a flat start: "
+                f"{result.stop_reason}"
+            )
+            return result
+        result = _run(started, settings, on_epoch=on_epoch, inspect=inspect)
         result.coarse_epochs = first.epochs_run
+        why = (
+            f"its cap of {first.epochs_run}" if first.stop_kind == StopKind.CAP else first.stop_kind
+        )
         result.stop_reason = (
             f"after {first.epochs_run} epoch{'s' * (first.epochs_run != 1)} at half "
-            f"resolution (little overlap; "
-            f"{first.stop_kind}), {result.stop_reason}"
+            f"resolution (little overlap; {why}), {result.stop_reason}"
         )
         return result
     return _run(inp, settings, on_epoch=on_epoch, inspect=inspect)
 
 
-def _coarse_start(inp: EngineInput, settings: ReconSettings) -> tuple[EngineInput, EngineResult]:
-    """`inp` started from the same scan reconstructed at half resolution, and that run."""
+def _coarse_start(
+    inp: EngineInput, settings: ReconSettings, on_epoch: EpochCallback | None
+) -> tuple[EngineInput, EngineResult]:
+    """`inp` started from the same scan reconstructed at half resolution (at most
+    `coarse.MAX_EPOCHS` epochs, and at most `max_epochs`), and that run."""
     from dataclasses import replace
 
     intensities, positions, probe, shape = coarse.coarse_data(
@@ -367,10 +381,7 @@ def _coarse_start(inp: EngineInput, settings: ReconSettings) -> tuple[EngineInpu
         probe_init=probe,
     )
     capped = settings.model_copy(update={"max_epochs": min(settings.max_epochs, coarse.MAX_EPOCHS)})
-    try:
-        first = _run(small, capped)
-    except ReconstructionError as exc:
-        raise ReconstructionError(f"at half resolution (the start): {exc}") from exc
+    first = _run(small, capped, on_epoch=on_epoch)
     start = coarse.fine_start(first.object, inp.object_init.shape, inp.probe_init)
     return replace(inp, object_init=start), first
 

@@ -124,7 +124,8 @@ class ReconSettings(_Model):
     (more epochs would fit the noise), or once the object has stopped drifting and only
     jitters (the last iterates are then averaged), or after `max_epochs`."""
     max_epochs: int = Field(default=300, ge=1, le=100_000)
-    """Safety net of the automatic stop: it does not bind when the run converges."""
+    """Safety net of the automatic stop: it does not bind when the run converges. It caps
+    each stage of a half-resolution start (`flyrecon.coarse`) on its own."""
     n_images: int | None = Field(default=None, ge=2)
     """Use the first n patterns; None uses all. More than the file holds is an error."""
     batch_size: int | None = Field(default=None, ge=1)

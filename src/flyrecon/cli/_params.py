@@ -78,7 +78,8 @@ MaxEpochsOpt = Annotated[
         "--max-epochs",
         min=1,
         metavar="N",
-        help="Safety net of the automatic stop (without --num-epochs).",
+        help="Safety net of the automatic stop (without --num-epochs); caps each stage "
+        "of a half-resolution start on its own.",
         rich_help_panel=RECON,
     ),
 ]

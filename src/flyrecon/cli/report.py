@@ -104,6 +104,8 @@ def summary_tables(rows: list[dict[str, Any]]) -> list[Table]:
                     value = short_stop(value) or None
                 elif key == "status":
                     value = str(value).split(":")[0]  # the reason follows the tables
+                elif key == "epochs" and value is not None and row.get("half_resolution_epochs"):
+                    value = f"{row['half_resolution_epochs']}+{value}"
                 cells.append("" if value is None else fmt.format(value))
             table.add_row(*cells)
         tables.append(table)
