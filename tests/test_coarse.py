@@ -67,7 +67,7 @@ def test_the_coarse_data_keep_the_centre_the_counts_and_the_probe() -> None:
 
 
 def test_the_fine_start_puts_coarse_features_back_where_they_were() -> None:
-    probe = _disc_probe(64, 8.0)  # diameter ~15 px: a low-pass sigma of ~2.7 px
+    probe = _disc_probe(64, 8.0)  # diameter ~15 px: a low-pass sigma of ~1.5 px
     fine_shape = (120, 100)
     small_shape = (60, 50)
     rows, cols = np.indices(small_shape)

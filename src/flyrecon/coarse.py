@@ -8,7 +8,7 @@ the full-resolution run from that object, upsampled and low-passed (what is kept
 slowly varying phase and amplitude; finer detail is left to the full-resolution data).
 
 Measured on the benchmark family (docs/performance.md): its sparse views met all three
-targets of issue 13 in 14 of 30 cells against 4 from a flat start; on its dense and baseline
+targets of issue 13 in 17 of 30 cells against 4 from a flat start; on its dense and baseline
 scans the start did not help (39 of 60 cells against 44: the full-resolution run stopped
 sooner, before its own slow tail), so it is used only from `STEP_PER_DIAMETER` on.
 """
@@ -31,10 +31,12 @@ MAX_EPOCHS = 40
 """The coarse run's own cap: at high dose its fit does not reach the noise floor (the crop
 is not an exact model of the data), and 40 epochs cost about a tenth of a second on 35
 patterns of 32 x 32."""
-LOWPASS_SIGMA_PER_DIAMETER = 0.175
-"""The Gaussian low-pass of the upsampled start, as a fraction of the probe diameter. Keeping
-the coarse object's finer structure made the full-resolution run slower: its errors near the
-coarse Nyquist frequency take longer to undo than a flat start's."""
+LOWPASS_SIGMA_PER_DIAMETER = 0.1
+"""The Gaussian low-pass of the upsampled start, as a fraction of the probe diameter. The
+coarse object's finest structure (near its Nyquist frequency) takes the full-resolution run
+longer to undo than a flat start's. On the 30 sparse benchmark views, both quality targets
+in 13 cells without it, 15 / 17 / 17 / 14 / 11 at 0.05 / 0.1 / 0.14 / 0.175 / 0.3; on 18
+scans of 0.61-0.75 probe diameters no choice was made on, 11 at 0.1 against 10 at 0.175."""
 _NEIGHBOUR_SAMPLE = 512
 """The median step is measured from at most this many (evenly spaced) positions."""
 _DISTANCES_PER_CHUNK = 1 << 20
