@@ -4,14 +4,11 @@ that it beats a flat start on a sparse scan."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from flyrecon import coarse, engine
 from flyrecon.convergence import StopKind
-from flyrecon.data import load_dataset, save_dataset
 from flyrecon.engine import EngineInput, EngineResult, run_engine
 from flyrecon.errors import ReconstructionError
 from flyrecon.inputs import engine_input
@@ -86,14 +83,12 @@ def test_the_fine_start_puts_coarse_features_back_where_they_were() -> None:
 
 
 @pytest.mark.slow
-def test_a_sparse_scan_reconstructs_better_from_the_coarse_start(tmp_path: Path) -> None:
+def test_a_sparse_scan_reconstructs_better_from_the_coarse_start() -> None:
     """Real pty-chi: on a scan whose step is 0.7 probe diameters the default starts at half
     resolution, and its object is closer to the truth than the same run from a flat start."""
     data = simulated_dataset(object_px=112, step_px=16.0, dose=1e4, seed=5)
-    npz = tmp_path / "sparse.npz"
-    save_dataset(npz, data)
     settings = ReconSettings(device=Device.CPU, threads=1)
-    inp, canvas = engine_input(load_dataset(npz), settings)
+    inp, canvas = engine_input(data, settings)
     truth, mask = truth_region(data, canvas)
     assert coarse.wants_coarse_start(inp.positions_px, inp.probe_init)
     started = run_engine(inp, settings)
