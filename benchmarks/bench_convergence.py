@@ -218,13 +218,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _epochs(default: dict[str, Any]) -> str:
+    """ "24", or "3+2" after 3 epochs at half resolution."""
+    half = default.get("coarse_epochs")
+    return f"{half}+{default['epochs']}" if half else str(default["epochs"])
+
+
 def row(key: str, cell: dict[str, Any]) -> str:
     p, d, v = cell["plain_peak"], cell["default"], cell["verdict"]
     mark = lambda ok: "" if ok else "!"  # noqa: E731
     return (
         f"peak {p['ssim']:.3f}@{p['ssim_epoch']} / {p['error']:.4f}@{p['error_epoch']} | "
         f"default {d['phase_ssim']:.3f}{mark(v['ssim_ok'])} / {d['error']:.4f}"
-        f"{mark(v['error_ok'])} ({d['epochs']} ep, {d['stop_kind']}) | "
+        f"{mark(v['error_ok'])} ({_epochs(d)} ep, {d['stop_kind']}) | "
         f"{d['seconds']:.1f} s / plain100 {cell['plain100_seconds']:.1f} s = "
         f"{v['time_ratio']:.2f}{mark(v['time_ok'])}"
     )
@@ -288,7 +294,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {key} ({cell['patterns']}) | {p['ssim']:.3f} ({p['ssim_epoch']}) / "
             f"{p['error']:.4f} ({p['error_epoch']}){dagger} | "
             f"{d['phase_ssim']:.3f} / {d['error']:.4f} "
-            f"({d['epochs']}, {d['stop_kind']}) | {d['seconds']:.1f} / "
+            f"({_epochs(d)}, {d['stop_kind']}) | {d['seconds']:.1f} / "
             f"{cell['plain100_seconds']:.1f} s = {v['time_ratio']:.2f} | "
             f"{', '.join(met) or 'none'} |" + (_peer_cell(cell) if peer else "")
         )

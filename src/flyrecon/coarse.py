@@ -104,10 +104,10 @@ def fine_start(coarse: np.ndarray, fine_shape: tuple[int, int], probe: np.ndarra
         small = up.shape[axis]
         q = (np.arange(size) - size / 2) / FACTOR + small / 2
         q = np.clip(q, 0, small - 1)
-        i0 = np.minimum(np.floor(q).astype(int), small - 2) if small > 1 else np.zeros(size, int)
-        w = (q - i0) if small > 1 else np.zeros(size)
+        i0 = np.minimum(np.floor(q).astype(int), small - 2)  # coarse sizes are even, >= 2
+        w = q - i0
         a = np.take(up, i0, axis=axis)
-        b = np.take(up, np.minimum(i0 + 1, small - 1), axis=axis)
+        b = np.take(up, i0 + 1, axis=axis)
         shape = [1, 1]
         shape[axis] = size
         up = a + w.reshape(shape) * (b - a)

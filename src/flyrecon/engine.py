@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -369,8 +369,6 @@ def _coarse_start(
 ) -> tuple[EngineInput, EngineResult]:
     """`inp` started from the same scan reconstructed at half resolution (at most
     `coarse.MAX_EPOCHS` epochs, and at most `max_epochs`), and that run."""
-    from dataclasses import replace
-
     intensities, positions, probe, shape = coarse.coarse_data(
         inp.intensities, inp.positions_px, inp.probe_init, inp.object_init.shape
     )

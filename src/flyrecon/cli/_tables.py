@@ -20,6 +20,13 @@ STOP_LEGEND = (
 )
 
 
+def epochs_cell(epochs: int | None, half_resolution: int | None = None) -> str:
+    """Epochs run as a table shows them: "6", or "4+6" after 4 at half resolution."""
+    if epochs is None:
+        return ""
+    return f"{half_resolution}+{epochs}" if half_resolution else str(epochs)
+
+
 def compact_table(title: str, columns: tuple[str, ...]) -> Table:
     """A table whose columns are separated by one space, never wrapped."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))

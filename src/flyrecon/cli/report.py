@@ -10,7 +10,7 @@ from rich.table import Table
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, handled
-from flyrecon.cli._tables import STOP_LEGEND, compact_table, short_stop
+from flyrecon.cli._tables import STOP_LEGEND, compact_table, epochs_cell, short_stop
 
 
 def _method(value: str) -> tuple[str, Path]:
@@ -104,8 +104,8 @@ def summary_tables(rows: list[dict[str, Any]]) -> list[Table]:
                     value = short_stop(value) or None
                 elif key == "status":
                     value = str(value).split(":")[0]  # the reason follows the tables
-                elif key == "epochs" and value is not None and row.get("half_resolution_epochs"):
-                    value = f"{row['half_resolution_epochs']}+{value}"
+                elif key == "epochs":
+                    value = epochs_cell(value, row.get("half_resolution_epochs")) or None
                 cells.append("" if value is None else fmt.format(value))
             table.add_row(*cells)
         tables.append(table)

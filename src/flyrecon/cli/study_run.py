@@ -10,7 +10,7 @@ from rich.table import Table
 
 from flyrecon.cli import _params as p
 from flyrecon.cli._errors import err_console, fail, handled
-from flyrecon.cli._tables import STOP_LEGEND, compact_table, short_stop
+from flyrecon.cli._tables import STOP_LEGEND, compact_table, epochs_cell, short_stop
 from flyrecon.errors import EXIT_USAGE, InputError
 from flyrecon.layout import StudyRoot
 from flyrecon.options import Executor, Split, StudyOptions, View
@@ -309,7 +309,7 @@ def _summary_table(records: list[JobRecord]) -> Table:
             str(r.split),
             f"[{style}]{r.status}[/]" + ("*" if r.reused else ""),
             str(r.returncode),
-            _epochs(r),
+            epochs_cell(r.epochs_run, r.coarse_epochs),
             short_stop(r.stop_kind),
             f"{r.wall_time_s or 0:.1f}",
             "" if ssim is None else f"{ssim:.3f}",
@@ -384,12 +384,3 @@ class _StudyProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
-
-
-def _epochs(record: JobRecord) -> str:
-    """Epochs run; "4+6" after a half-resolution start."""
-    if record.epochs_run is None:
-        return ""
-    if record.coarse_epochs:
-        return f"{record.coarse_epochs}+{record.epochs_run}"
-    return str(record.epochs_run)
