@@ -63,6 +63,32 @@ CHECK = (FamilySet("rocket-cat-raster5.5", "rocket", "cat", "raster", 5.5, 1.9, 
 """Made after the momentum's steady-drift cap had been chosen on cells of all three sets above,
 to check it on an object no choice was made on (`--sets rocket-cat-raster5.5`)."""
 
+VALIDATE = (
+    FamilySet(
+        "ihc-phantom-raster5.5",
+        "immunohistochemistry",
+        "shepp_logan_phantom",
+        "raster",
+        5.5,
+        1.7,
+        0.3,
+        seed=5,
+    ),
+    FamilySet(
+        "colorwheel-microaneurysms-fermat8",
+        "colorwheel",
+        "microaneurysms",
+        "fermat",
+        8.0,
+        2.1,
+        0.25,
+        seed=6,
+    ),
+)
+"""Made after every set above had been used for a choice, to check the probe's delayed start
+and the relative-movement stop on objects no choice was made on
+(`--sets ihc-phantom-raster5.5 colorwheel-microaneurysms-fermat8`)."""
+
 
 def _gray(name: str, side: int) -> np.ndarray:
     """A skimage test image as a float array in [0, 1], resized to side x side."""

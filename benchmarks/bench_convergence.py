@@ -180,7 +180,13 @@ def verdict(cell: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sets = _family.FRESH if args.fresh else _family.HELD_BACK if args.held_back else _family.TUNING
     if args.sets:
-        every = (*_family.TUNING, *_family.HELD_BACK, *_family.FRESH, *_family.CHECK)
+        every = (
+            *_family.TUNING,
+            *_family.HELD_BACK,
+            *_family.FRESH,
+            *_family.CHECK,
+            *_family.VALIDATE,
+        )
         sets = tuple(s for s in every if s.name in args.sets)
     root = args.root
     cache_path = root / "plain_traces.json"

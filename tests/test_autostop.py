@@ -75,8 +75,8 @@ def test_no_converged_stop_while_a_momentum_restart_is_in_the_window(
         def __init__(self, smooth) -> None:
             self.smooth = lambda a, b: None
 
-        def update(self, change) -> tuple[float, float]:
-            return 1.0, 0.1
+        def update(self, change) -> convergence.Drift:
+            return convergence.Drift(1.0, 0.1, 0.1)
 
     class RestartingMomentum(convergence.ObjectMomentum):
         epoch = 1
@@ -192,3 +192,24 @@ def test_the_default_lands_within_reach_of_a_long_plain_runs_best(tmp_path: Path
     assert default.epochs_run < 120
     assert got["phase_ssim"] >= best_ssim - 0.01, (got["phase_ssim"], best_ssim)
     assert got["complex_relative_error"] <= 1.05 * best_error
+
+
+def test_alsqml_holds_the_probe_for_its_first_epochs_and_plain_lsqml_does_not(
+    tiny_npz: Path,
+) -> None:
+    """aLSQML refines the probe only from epoch PROBE_HOLD_EPOCHS + 1 on (the first object
+    step is not absorbed into it); plain LSQML keeps pty-chi's schedule. Epoch 1 only
+    rescales probe and object in both, so plain LSQML's probe changes shape at epoch 2."""
+
+    def reshaped(probe: np.ndarray) -> float:
+        """How far `probe` is from a multiple of the initial probe (LSQML rescales it)."""
+        scale = np.vdot(inp.probe_init, probe) / np.vdot(inp.probe_init, inp.probe_init)
+        return float(np.linalg.norm(probe - scale * inp.probe_init) / np.linalg.norm(probe))
+
+    held = _settings(num_epochs=engine.PROBE_HOLD_EPOCHS)
+    inp = _input(tiny_npz, held)
+    assert reshaped(run_engine(inp, held).probe) < 1e-6
+    after = _settings(num_epochs=engine.PROBE_HOLD_EPOCHS + 1)
+    assert reshaped(run_engine(inp, after).probe) > 1e-3
+    plain = _settings(algorithm=Algorithm.LSQML, num_epochs=2)
+    assert reshaped(run_engine(inp, plain).probe) > 1e-3

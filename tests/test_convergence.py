@@ -14,6 +14,7 @@ from flyrecon.convergence import (
     MOMENTUM_MAX_STEADY,
     MOMENTUM_PAUSE_BELOW,
     NOISE_FLOOR_MARGIN,
+    SETTLED_MOVEMENT,
     STEADY_DRIFT,
     STRAIGHTNESS_CONVERGED,
     WINDOW_EPOCHS,
@@ -70,6 +71,49 @@ def test_a_turn_to_overfitting_stops_the_run_at_the_turn() -> None:
     assert _first_stop(StopRule(max_epochs=300), rows) == (6, StopKind.NOISE_FLOOR)
 
 
+def test_a_wander_that_no_longer_moves_the_object_far_is_converged() -> None:
+    """After a steady drift the path may stay half straight for tens of epochs while it moves
+    the object by little against the way it has come: the rule stops there, not while the
+    drift is steady (however little it moves) and not while the movement is still large."""
+    rule = StopRule(max_epochs=300)
+    small = SETTLED_MOVEMENT / 2
+    steady = [(1.2, 1.0, STEADY_DRIFT + 0.1, small)] * 5  # steady: goes on
+    wander = [(1.2, 1.0, 0.5, 4 * SETTLED_MOVEMENT), (1.2, 1.0, 0.5, 2 * SETTLED_MOVEMENT)]
+    rows = steady + wander + [(1.2, 1.0, 0.5, small)]
+    stop = None
+    for epoch, (fit, floor, straight, movement) in enumerate(rows, start=1):
+        stop = rule.decide(epoch, fit, floor, straight, movement)
+        if stop is not None:
+            break
+    assert stop is not None and (stop.epoch, stop.kind) == (8, StopKind.CONVERGED)
+    assert "% of the way it has come" in stop.reason
+    # without a straightness (a momentum restart in the window) the movement alone never stops
+    assert StopRule(max_epochs=300).decide(20, 1.2, 1.0, None, small) is None
+
+
+def test_the_monitor_measures_movement_against_the_path_travelled() -> None:
+    """A drift whose steps shrink geometrically: the window's net movement relative to the
+    whole path falls with the steps, while the path stays straight (no jitter)."""
+    rng = np.random.default_rng(3)
+    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
+    step = _smooth_field(rng)
+    monitor = _monitor()
+    previous, phase, readings = base, torch.zeros(SHAPE), []
+    for k in range(40):
+        phase = phase + 0.8**k * step
+        current = base * torch.exp(1j * phase)
+        readings.append(monitor.update(monitor.smooth(previous, current)))
+        previous = current
+    assert readings[WINDOW_EPOCHS - 2].movement is None
+    full = readings[WINDOW_EPOCHS - 1]
+    assert full.movement == pytest.approx(1.0, rel=1e-3)  # the window is the whole path
+    last = readings[-1]
+    assert last.straightness > 0.99
+    # the last 8 steps' share of a geometric series: 0.8 ** 32 * (1 - 0.8 ** 8) / (1 - 0.8 ** 40)
+    expected = 0.8**32 * (1 - 0.8**8) / (1 - 0.8**40)
+    assert last.movement == pytest.approx(expected, rel=0.02)
+
+
 def test_without_counts_only_convergence_and_the_cap_stop() -> None:
     rows = [(0.1, 1.0, None)] * 4
     rule = StopRule(max_epochs=4, use_noise_floor=False)
@@ -92,6 +136,7 @@ def test_the_trace_keeps_one_value_per_epoch() -> None:
         "straightness_history",
         "drift_history",
         "momentum_history",
+        "movement_history",
     }
     assert all(a.shape == (2,) for a in arrays.values())
     assert arrays["fit_history"][0] == 1.0 and math.isnan(arrays["fit_history"][1])
@@ -120,7 +165,9 @@ def _smooth_field(rng: np.random.Generator, scale: float = 0.02) -> torch.Tensor
 
 
 def _run(monitor: DriftMonitor, objects: list[torch.Tensor]) -> list[float | None]:
-    return [monitor.update(monitor.smooth(a, b))[1] for a, b in itertools.pairwise(objects)]
+    return [
+        monitor.update(monitor.smooth(a, b)).straightness for a, b in itertools.pairwise(objects)
+    ]
 
 
 def test_a_steady_drift_is_straight_and_jitter_is_not() -> None:
@@ -144,8 +191,8 @@ def test_global_phase_scale_and_ramp_changes_are_not_drift() -> None:
     previous = base
     for k in range(1, WINDOW_EPOCHS + 1):
         current = base * (1 + 0.1 * k) * torch.exp(1j * (0.3 * k + 0.001 * k * (y + 2 * x)))
-        size, _ = monitor.update(monitor.smooth(previous, current.to(torch.complex64)))
-        assert size < 1e-4
+        reading = monitor.update(monitor.smooth(previous, current.to(torch.complex64)))
+        assert reading.size < 1e-4
         previous = current.to(torch.complex64)
 
 
@@ -161,9 +208,9 @@ def test_a_drift_that_turns_into_jitter_is_caught_within_a_window() -> None:
     for epoch in range(1, 60):
         phase = min(epoch, turn) * step + _smooth_field(rng, 0.004)
         current = base * torch.exp(1j * phase)
-        _, straightness = monitor.update(monitor.smooth(previous, current))
+        reading = monitor.update(monitor.smooth(previous, current))
         previous = current
-        decision = rule.decide(epoch, None, None, straightness)
+        decision = rule.decide(epoch, None, None, reading.straightness, reading.movement)
         if decision is not None:
             stop = decision.epoch
             break

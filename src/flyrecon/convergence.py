@@ -39,6 +39,13 @@ a steady drift gives about 1, a random walk 1/sqrt(8) = 0.35, independent jitter
 optimum 1/8, LSQML's correlated jitter 0.15-0.25. 0.3 stopped while a slow drift was still
 under the jitter (plain LSQML gained 0.01-0.05 SSIM later); 0.2 met both quality targets in
 34 instead of 29 of 63 benchmark cells for 18 % more epochs (docs/performance.md)."""
+SETTLED_MOVEMENT = 0.01
+"""Converged also when, after its drift is no longer steady (straightness below
+`STEADY_DRIFT`), the window's net low-pass movement is below this fraction of the path the
+object's low-pass part has travelled since `FIRST_COUNTED_EPOCH`: what is left moves the
+object by less than 1 % of the way it has come (a relative tolerance). Dense scans at high
+dose wander on for 30-70 epochs after their steady drift with straightness 0.2-0.8 while
+their quality changes by 0.001-0.003 phase SSIM (docs/performance.md)."""
 FIRST_COUNTED_EPOCH = 3
 """Changes before this epoch are not judged: LSQML's first epoch only rescales the probe and
 its second makes the first, large step away from the flat start."""
@@ -104,19 +111,27 @@ class StopRule:
     `noise floor`: stop at the first epoch (>= MIN_EPOCHS_BEFORE_STOP) whose fit is at most
     NOISE_FLOOR_MARGIN x the noise floor (the discrepancy principle, with a margin).
     `converged`: stop when the drift monitor's straightness over the last window is below
-    STRAIGHTNESS_CONVERGED (the engine passes None while the window holds a momentum
-    restart). Otherwise at the cap.
+    STRAIGHTNESS_CONVERGED, or below STEADY_DRIFT with the window's relative movement below
+    SETTLED_MOVEMENT (the engine passes None while the window holds a momentum restart).
+    Otherwise at the cap.
     """
 
     max_epochs: int
     use_noise_floor: bool = True
     straightness_converged: float = STRAIGHTNESS_CONVERGED
+    settled_movement: float = SETTLED_MOVEMENT
     _last_ratio: float | None = field(default=None, init=False, repr=False)
 
     def decide(
-        self, epoch: int, fit: float | None, floor: float | None, straightness: float | None
+        self,
+        epoch: int,
+        fit: float | None,
+        floor: float | None,
+        straightness: float | None,
+        movement: float | None = None,
     ) -> StopDecision | None:
-        """The decision after `epoch` (1-based), or None to go on."""
+        """The decision after `epoch` (1-based), or None to go on. `movement`: the window's
+        net low-pass movement relative to the path travelled (`DriftMonitor`)."""
         ratio = fit / floor if fit is not None and floor is not None and floor > 0 else None
         last, self._last_ratio = self._last_ratio, ratio
         if (
@@ -144,6 +159,20 @@ class StopRule:
                 f"only jittered (path straightness {straightness:.2f} < "
                 f"{self.straightness_converged}); returned the average of those iterates",
             )
+        if (
+            straightness is not None
+            and movement is not None
+            and straightness < STEADY_DRIFT
+            and movement < self.settled_movement
+        ):
+            return StopDecision(
+                StopKind.CONVERGED,
+                epoch,
+                f"converged at epoch {epoch}: the last {WINDOW_EPOCHS} epochs moved the object's "
+                f"smooth part by {100 * movement:.2g} % of the way it has come (< "
+                f"{100 * self.settled_movement:.2g} %, straightness {straightness:.2f}); "
+                "returned the average of those iterates",
+            )
         if epoch >= self.max_epochs:
             return StopDecision(
                 StopKind.CAP,
@@ -162,9 +191,10 @@ class ConvergenceTrace:
     straightness: list[float] = field(default_factory=list)
     drift: list[float] = field(default_factory=list)
     momentum: list[float] = field(default_factory=list)
+    movement: list[float] = field(default_factory=list)
 
     def append(self, **values: float | None) -> None:
-        for name in ("fit", "noise_floor", "straightness", "drift", "momentum"):
+        for name in ("fit", "noise_floor", "straightness", "drift", "momentum", "movement"):
             value = values.get(name)
             getattr(self, name).append(math.nan if value is None else float(value))
 
@@ -243,35 +273,50 @@ class SmoothChange:
             return float(torch.real((self.weight * a.conj() * b).sum()))
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One epoch's reading of the `DriftMonitor`."""
+
+    size: float
+    """The size of this epoch's smooth change."""
+    straightness: float | None = None
+    """|sum of the window's changes| / sum of their sizes; None until the window is full."""
+    movement: float | None = None
+    """|sum of the window's changes| / the sizes summed over every epoch so far (the path
+    travelled); None until the window is full."""
+
+
 class DriftMonitor:
-    """How consistently the object still moves: the straightness of the path its smooth
-    changes (`SmoothChange`) trace over the last `window` epochs,
-    |sum of the changes| / sum of |change|."""
+    """How consistently and how far the object still moves: the straightness of the path its
+    smooth changes (`SmoothChange`) trace over the last `window` epochs,
+    |sum of the changes| / sum of |change|, and that net movement relative to the whole path
+    travelled."""
 
     def __init__(self, smooth: SmoothChange, window: int = WINDOW_EPOCHS) -> None:
         self.smooth = smooth
         self.window = window
         self.changes: deque[Any] = deque(maxlen=window)
         self.sizes: deque[float] = deque(maxlen=window)
+        self.travelled = 0.0
 
-    def update(self, change: Any) -> tuple[float, float | None]:
-        """Record one epoch's smooth change; returns (its size, the straightness over the
-        window or None until it is full)."""
+    def update(self, change: Any) -> Drift:
+        """Record one epoch's smooth change and read the drift."""
         import torch
 
         size = self.smooth.size(change)
         self.changes.append(change)
         self.sizes.append(size)
+        self.travelled += size
         if len(self.changes) < self.window:
-            return size, None
+            return Drift(size)
         with torch.no_grad():
             net = self.smooth.size(torch.stack(list(self.changes)).sum(0))
         path = sum(self.sizes)
-        return size, (net / path if path > 0 else 0.0)
-
-    def reset(self) -> None:
-        self.changes.clear()
-        self.sizes.clear()
+        return Drift(
+            size,
+            net / path if path > 0 else 0.0,
+            net / self.travelled if self.travelled > 0 else 0.0,
+        )
 
 
 class ObjectMomentum:

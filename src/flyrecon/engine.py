@@ -100,6 +100,12 @@ ADAM_PROBE_STEP = 1e-3
 """Adam step size of the probe."""
 ADAM_MIN_UPDATES = 8
 """Default Adam batches hold at most 1/8 of the patterns: >= 8 updates per epoch."""
+PROBE_HOLD_EPOCHS = 2
+"""aLSQML keeps the probe at its initial guess for this many epochs (pty-chi's
+`optimization_plan.start`) and refines it from then on. With probe updates from the first
+epoch, the first steps away from the flat object start are partly absorbed into the probe,
+and undoing that takes a slow object-probe drift (docs/performance.md). Plain LSQML
+(`--algorithm LSQML`) keeps pty-chi's schedule."""
 
 
 PTYCHI_DEFERRED = {
@@ -189,6 +195,8 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
     rec.allow_nondeterministic_algorithms = settings.seed is None
     options.object_options.optimizable = True
     options.probe_options.optimizable = True
+    if algorithm == Algorithm.ALSQML:
+        options.probe_options.optimization_plan.start = PROBE_HOLD_EPOCHS
     options.probe_position_options.optimizable = False
     options.data_options.fft_shift = True
     return options
@@ -466,7 +474,7 @@ def _run(
             if inspect is not None:
                 inspect(epoch, lambda task=task: _snapshot(task)[0])
             iterate = _object_tensor(task)
-            fit = floor = straightness = size = None
+            fit = floor = straightness = size = movement = None
             if check is not None:
                 fit, floor = check()
                 if not math.isfinite(fit):
@@ -474,7 +482,8 @@ def _run(
                         f"the model's prediction became {fit} at epoch {epoch}"
                     )
             if drift is not None and previous is not None and epoch >= FIRST_COUNTED_EPOCH:
-                size, straightness = drift.update(drift.smooth(previous, iterate))
+                reading = drift.update(drift.smooth(previous, iterate))
+                size, straightness, movement = reading.size, reading.straightness, reading.movement
             if window is not None:
                 window.push(iterate)
             beta = 0.0
@@ -484,12 +493,17 @@ def _run(
                     _set_object(task, point)
             previous = iterate
             trace.append(
-                fit=fit, noise_floor=floor, straightness=straightness, drift=size, momentum=beta
+                fit=fit,
+                noise_floor=floor,
+                straightness=straightness,
+                drift=size,
+                momentum=beta,
+                movement=movement,
             )
             if rule is not None:
                 if momentum is not None and momentum.since_restart < WINDOW_EPOCHS:
                     straightness = None  # a restart in the window: its path is not a drift
-                decision = rule.decide(epoch, fit, floor, straightness)
+                decision = rule.decide(epoch, fit, floor, straightness, movement)
                 if decision is not None:
                     break
 

@@ -118,9 +118,9 @@ class StopMarks:
 
 def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = None) -> None:
     """Loss per epoch (left axis); with `marks`, the stop rule's trace on the right axis
-    (fit / noise floor, drift straightness with its threshold), the averaged epochs shaded
-    and the stop epoch marked."""
-    from flyrecon.convergence import STRAIGHTNESS_CONVERGED
+    (fit / noise floor, drift straightness with its threshold, the window's movement in
+    units of its threshold), the averaged epochs shaded and the stop epoch marked."""
+    from flyrecon.convergence import SETTLED_MOVEMENT, STRAIGHTNESS_CONVERGED
 
     ax.set_title("loss and automatic stop" if marks else "loss", fontsize=10, y=1.0)
     loss = np.asarray(loss, dtype=np.float64)
@@ -139,6 +139,7 @@ def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = Non
     fit = np.asarray(marks.trace.get("fit_history", []), dtype=np.float64)
     floor = np.asarray(marks.trace.get("noise_floor_history", []), dtype=np.float64)
     straight = np.asarray(marks.trace.get("straightness_history", []), dtype=np.float64)
+    movement = np.asarray(marks.trace.get("movement_history", []), dtype=np.float64)
     if fit.size and np.isfinite(fit).any():
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = fit / floor
@@ -148,6 +149,11 @@ def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = Non
     if straight.size and np.isfinite(straight).any():
         right.plot(epochs[: straight.size], straight, color="C2", lw=1, label="drift straightness")
         right.axhline(STRAIGHTNESS_CONVERGED, color="C2", ls=":", lw=1)
+    if movement.size and np.isfinite(movement).any():
+        label = f"movement / {100 * SETTLED_MOVEMENT:.2g} % of path"
+        right.plot(
+            epochs[: movement.size], movement / SETTLED_MOVEMENT, color="C4", lw=1, label=label
+        )
     if marks.averaged_epochs:  # on the loss axes: under the loss line and the stop mark
         ax.axvspan(
             marks.stop_epoch - marks.averaged_epochs + 0.5,
