@@ -6,8 +6,9 @@ caller's code path only.
 - `StopRule`: the automatic stop's decisions on per-epoch numbers (pure, scripted in tests).
 - `SmoothChange`: the low-pass part of an epoch's change of the object (phase and
   log-amplitude, mean and plane removed, on the illuminated region).
-- `DriftMonitor`: how consistently the object still moves: the straightness of the path its
-  smooth changes trace over a window of epochs.
+- `DriftMonitor`: how consistently and how far the object still moves: the straightness of
+  the path its smooth changes trace over a window of epochs, and the window's net movement
+  relative to the whole path travelled.
 - `ObjectMomentum`: Nesterov extrapolation of the object between epochs, with adaptive
   restart, stronger while the drift is steady, paused where a run that never drifted steadily
   starts to wander.
@@ -18,7 +19,9 @@ object errors shrink over hundreds of epochs while the fit to the data hardly ch
 extrapolating along the epoch-to-epoch change removes them several times faster. Once the
 slow drift is gone, the object only jitters around its optimum (random minibatches, Poisson
 noise): successive changes cancel, the path over a window stops being straight, and averaging
-the window's iterates removes much of the jitter.
+the window's iterates removes much of the jitter. After a long steady drift the path may stay
+half straight while it moves the object by little against the way it has come: that is
+convergence too.
 """
 
 from __future__ import annotations
