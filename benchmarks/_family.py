@@ -85,8 +85,8 @@ VALIDATE = (
         seed=6,
     ),
 )
-"""Made after every set above had been used for a choice, to check the probe's delayed start
-and the relative-movement stop on objects no choice was made on
+"""Made after every set above had been used for a choice, to check the probe hold and the
+settled-movement stop (version 0.3.0) on objects no choice was made on
 (`--sets ihc-phantom-raster5.5 colorwheel-microaneurysms-fermat8`)."""
 
 
