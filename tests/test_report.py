@@ -103,23 +103,15 @@ def test_report_ignores_paths_in_a_crafted_manifest(finished_study: Path, tmp_pa
 
 
 def test_the_summary_counts_half_resolution_epochs_apart() -> None:
+    from flyrecon.options import Split, View
     from flyrecon.records import JobRecord, JobStatus
     from flyrecon.report import summary_rows
+    from flyrecon.study.jobs import job_record
+    from flyrecon.study.plan import Job
 
     def record(view: str, coarse: int | None) -> JobRecord:
-        return JobRecord(
-            dose=1000,
-            view=view,
-            split="train",
-            key=f"dose_1000/{view}/train",
-            input_npz="x.npz",
-            output_dir="out",
-            status=JobStatus.SUCCEEDED,
-            returncode=0,
-            reason="",
-            epochs_run=6,
-            coarse_epochs=coarse,
-        )
+        job = Job(1000, View(view), Split.TRAIN, Path("x.npz"), Path("out"))
+        return job_record(job, JobStatus.SUCCEEDED, 0, "", epochs_run=6, coarse_epochs=coarse)
 
     rows = summary_rows([record("dense", 0), record("sparse", 4)])
     assert [(r["epochs"], r["half_resolution_epochs"]) for r in rows] == [(6, None), (6, 4)]

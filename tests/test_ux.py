@@ -219,18 +219,16 @@ def test_the_summary_table_shows_its_widest_values_whole_at_80_columns() -> None
     from rich.console import Console
 
     from flyrecon.cli.study_run import _summary_table
-    from flyrecon.records import JobRecord
+    from flyrecon.options import Split, View
+    from flyrecon.study.jobs import job_record
+    from flyrecon.study.plan import Job
 
-    widest = JobRecord(
-        dose=100000,
-        view="baseline",
-        split="train",
-        key="dose_100000/baseline/train",
-        input_npz="x.npz",
-        output_dir="out",
-        status=JobStatus.INTERRUPTED,
-        returncode=130,
-        reason="",
+    job = Job(100000, View.BASELINE, Split.TRAIN, Path("x.npz"), Path("out"))
+    widest = job_record(
+        job,
+        JobStatus.INTERRUPTED,
+        130,
+        "",
         wall_time_s=1234.5,
         epochs_run=300,
         coarse_epochs=40,
