@@ -87,7 +87,8 @@ VALIDATE = (
 )
 """Made after every set above had been used for a choice, to check the probe hold and the
 settled-movement stop (version 0.3.0) on objects no choice was made on
-(`--sets ihc-phantom-raster5.5 colorwheel-microaneurysms-fermat8`)."""
+(`--sets ihc-phantom-raster5.5 colorwheel-microaneurysms-fermat8`). Version 0.4.0's change
+was measured on them too: they are no longer unseen."""
 
 
 def _gray(name: str, side: int) -> np.ndarray:

@@ -71,22 +71,25 @@ def test_a_turn_to_overfitting_stops_the_run_at_the_turn() -> None:
     assert _first_stop(StopRule(max_epochs=300), rows) == (6, StopKind.NOISE_FLOOR)
 
 
-def test_a_wander_that_no_longer_moves_the_object_far_is_converged() -> None:
-    """After a steady drift the path may stay half straight for tens of epochs while it moves
-    the object by little against the way it has come: the rule stops there, not while the
-    drift is steady (however little it moves) and not while the movement is still large."""
-    rule = StopRule(max_epochs=300)
+def test_a_path_that_no_longer_moves_the_object_far_is_converged() -> None:
+    """After a steady drift the path may stay half straight, or even straight, for tens of
+    epochs while it moves the object by little against the way it has come: the rule stops
+    once the movement is below SETTLED_MOVEMENT, straight or not, and not while it is large."""
     small = SETTLED_MOVEMENT / 2
-    steady = [(1.2, 1.0, STEADY_DRIFT + 0.1, small)] * 5  # steady: goes on
-    wander = [(1.2, 1.0, 0.5, 4 * SETTLED_MOVEMENT), (1.2, 1.0, 0.5, 2 * SETTLED_MOVEMENT)]
-    rows = steady + wander + [(1.2, 1.0, 0.5, small)]
-    stop = None
-    for epoch, (fit, floor, straight, movement) in enumerate(rows, start=1):
-        stop = rule.decide(epoch, fit, floor, straight, movement)
-        if stop is not None:
-            break
-    assert stop is not None and (stop.epoch, stop.kind) == (8, StopKind.CONVERGED)
-    assert "% of the way it has come" in stop.reason
+    steady = [(1.2, 1.0, STEADY_DRIFT + 0.1, m) for m in (8, 4, 2, 1.5)]
+    wander = [(1.2, 1.0, 0.5, m) for m in (4, 2, 1.2)]
+    for path, tail in ((steady, STEADY_DRIFT + 0.1), (steady + wander, 0.5)):
+        rows = [(f, fl, st, m * SETTLED_MOVEMENT) for f, fl, st, m in path] + [
+            (1.2, 1.0, tail, small)
+        ]
+        rule = StopRule(max_epochs=300)
+        stop = None
+        for epoch, (fit, floor, straight, movement) in enumerate(rows, start=1):
+            stop = rule.decide(epoch, fit, floor, straight, movement)
+            if stop is not None:
+                break
+        assert stop is not None and (stop.epoch, stop.kind) == (len(rows), StopKind.CONVERGED)
+        assert "% of the way it has come" in stop.reason
     # without a straightness (a momentum restart in the window) the movement alone never stops
     assert StopRule(max_epochs=300).decide(20, 1.2, 1.0, None, small) is None
 
