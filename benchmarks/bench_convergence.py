@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             *_family.FRESH,
             *_family.CHECK,
             *_family.VALIDATE,
+            *_family.SPARSE_CHECK,
         )
         sets = tuple(s for s in every if s.name in args.sets)
     root = args.root

@@ -164,6 +164,7 @@ def record(args: argparse.Namespace) -> None:
         *_family.FRESH,
         *_family.CHECK,
         *_family.VALIDATE,
+        *_family.SPARSE_CHECK,
     )
     sets = [s for s in every_set if not args.sets or s.name in args.sets]
     out = json.loads(args.json.read_text()) if args.json.exists() else {}
