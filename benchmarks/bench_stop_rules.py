@@ -60,16 +60,10 @@ class _Recording(StopRule):
     settled_movement: float = -math.inf
     seen: list[list[float | None]] = field(default_factory=list)
 
-    def decide(
-        self,
-        epoch: int,
-        fit: float | None,
-        floor: float | None,
-        straightness: float | None,
-        movement: float | None = None,
-    ) -> StopDecision | None:
-        self.seen.append([epoch, fit, floor, straightness, movement])
-        return super().decide(epoch, fit, floor, straightness, movement)
+    def decide(self, *numbers: Any) -> StopDecision | None:
+        """`StopRule.decide`, its arguments (epoch, fit, floor, straightness, movement) kept."""
+        self.seen.append(list(numbers))
+        return super().decide(*numbers)
 
 
 def record_cell(npz: Path, epochs: int, every: int, threads: int) -> dict[str, Any]:
