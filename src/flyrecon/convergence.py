@@ -47,7 +47,7 @@ the object's low-pass part has travelled since `FIRST_COUNTED_EPOCH`: what is le
 object by less than 1 % of the way it has come (a relative tolerance). Dense scans at high
 dose wander on for 30-70 epochs after their steady drift with straightness 0.2-0.8 while
 their quality changes by 0.001-0.003 phase SSIM; one slowed below 1 % while its path was
-still 0.83 straight and gained nothing in 18 more epochs (docs/performance.md)."""
+still 0.83 straight, and 18 more epochs moved its phase SSIM by 0.001 (docs/performance.md)."""
 FIRST_COUNTED_EPOCH = 3
 """Changes before this epoch are not judged: LSQML's first epoch only rescales the probe and
 its second makes the first, large step away from the flat start."""
