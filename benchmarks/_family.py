@@ -103,6 +103,10 @@ object-dependent and the candidate was dropped, so no choice of the default was 
 (`--sets logo-checkerboard-fermat6.5 page-retina-raster7`)."""
 
 
+ALL_SETS = (*TUNING, *HELD_BACK, *FRESH, *CHECK, *VALIDATE, *SPARSE_CHECK)
+"""Every set, in the order they were made (what `--sets NAME ...` chooses from)."""
+
+
 def _gray(name: str, side: int) -> np.ndarray:
     """A skimage test image as a float array in [0, 1], resized to side x side."""
     import skimage.data

@@ -180,15 +180,7 @@ def verdict(cell: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sets = _family.FRESH if args.fresh else _family.HELD_BACK if args.held_back else _family.TUNING
     if args.sets:
-        every = (
-            *_family.TUNING,
-            *_family.HELD_BACK,
-            *_family.FRESH,
-            *_family.CHECK,
-            *_family.VALIDATE,
-            *_family.SPARSE_CHECK,
-        )
-        sets = tuple(s for s in every if s.name in args.sets)
+        sets = tuple(s for s in _family.ALL_SETS if s.name in args.sets)
     root = args.root
     cache_path = root / "plain_traces.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}

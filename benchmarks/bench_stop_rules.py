@@ -152,15 +152,7 @@ def judge(stop: dict[str, Any], cell: dict[str, Any], result: dict[str, Any]) ->
 def record(args: argparse.Namespace) -> None:
     import ptychi.api.task  # noqa: F401  (imports are not part of any in-run time)
 
-    every_set = (
-        *_family.TUNING,
-        *_family.HELD_BACK,
-        *_family.FRESH,
-        *_family.CHECK,
-        *_family.VALIDATE,
-        *_family.SPARSE_CHECK,
-    )
-    sets = [s for s in every_set if not args.sets or s.name in args.sets]
+    sets = [s for s in _family.ALL_SETS if not args.sets or s.name in args.sets]
     out = json.loads(args.json.read_text()) if args.json.exists() else {}
     for spec in sets:
         study = _family.build(spec, args.root)
