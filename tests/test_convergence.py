@@ -25,6 +25,7 @@ from flyrecon.convergence import (
     SmoothChange,
     StopKind,
     StopRule,
+    fast_fft_length,
 )
 
 # ------------------------------------------------------------------------------ the rule
@@ -323,3 +324,31 @@ def test_the_threshold_lies_below_a_random_walks_straightness() -> None:
     converged (it is still moving), while independent jitter about an optimum (about 1/W)
     must."""
     assert 1 / WINDOW_EPOCHS < STRAIGHTNESS_CONVERGED < 1 / math.sqrt(WINDOW_EPOCHS)
+
+
+def test_fast_fft_lengths_are_the_next_with_no_prime_factor_above_7() -> None:
+    def smooth(n: int) -> bool:
+        for p in (2, 3, 5, 7):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    assert [fast_fft_length(n) for n in (0, 1, 64, 97, 194, 338)] == [1, 1, 64, 98, 196, 343]
+    for n in range(1, 400):
+        got = fast_fft_length(n)
+        assert got >= n and smooth(got) and not any(smooth(m) for m in range(n, got))
+
+
+@pytest.mark.parametrize("sigma", [2.0, 3.5, 6.0])
+def test_the_low_pass_is_a_gaussian_blur_of_the_zero_padded_field(sigma: float) -> None:
+    """The FFT size rounded up to a fast length still blurs without wrap-around."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth = SmoothChange(torch.ones(SHAPE), sigma_px=sigma)
+    assert all(p >= s + 6 * sigma for p, s in zip(smooth.pad_shape, SHAPE, strict=True))
+    rng = np.random.default_rng(7)
+    field = rng.standard_normal(SHAPE) + 1j * rng.standard_normal(SHAPE)
+    ours = smooth._blur(torch.as_tensor(field, dtype=torch.complex64)).numpy()
+    for part in (np.real, np.imag):
+        expected = gaussian_filter(part(field), sigma, mode="constant", truncate=8.0)
+        np.testing.assert_allclose(part(ours), expected, atol=2e-4 * np.abs(expected).max())

@@ -200,6 +200,22 @@ class ConvergenceTrace:
         return {f"{k}_history": np.asarray(v, dtype=np.float64) for k, v in vars(self).items()}
 
 
+def fast_fft_length(n: int) -> int:
+    """The smallest length >= n with no prime factor above 7: torch's CPU FFTs of such lengths
+    are 2-3x faster than of a length with a large prime factor (194 = 2 x 97: 0.28 ms against
+    0.12 ms at 196 for a 2-D transform of 194 x 338). scipy.fft.next_fast_len does this, but
+    importing scipy.fft costs a run 0.14 s."""
+    length = max(n, 1)
+    while True:
+        rest = length
+        for p in (2, 3, 5, 7):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return length
+        length += 1
+
+
 class SmoothChange:
     """The slowly varying part of the change between two iterates.
 
@@ -216,7 +232,7 @@ class SmoothChange:
         rows, cols = w.shape
         pad = math.ceil(3 * sigma_px)
         self.shape = (rows, cols)
-        self.pad_shape = (rows + 2 * pad, cols + 2 * pad)
+        self.pad_shape = (fast_fft_length(rows + 2 * pad), fast_fft_length(cols + 2 * pad))
         fy = torch.fft.fftfreq(self.pad_shape[0], device=w.device)[:, None]
         fx = torch.fft.fftfreq(self.pad_shape[1], device=w.device)[None, :]
         self.gauss = torch.exp(-2 * (math.pi * sigma_px) ** 2 * (fy**2 + fx**2))
