@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from flyrecon import coarse
+from flyrecon.allocator import keep_freed_memory
 from flyrecon.convergence import ConvergenceTrace, StopKind
 from flyrecon.deferred import eager_dynamo, stand_ins
 from flyrecon.errors import InputError, ReconstructionError, one_line
@@ -131,6 +132,7 @@ def import_ptychi() -> None:
     """
     import sys
 
+    keep_freed_memory()  # before torch allocates anything
     if "ptychi.api.task" in sys.modules:
         return
     import scipy  # noqa: F401  (the real package: only scipy.spatial is deferred)
