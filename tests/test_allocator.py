@@ -86,7 +86,16 @@ def test_what_counts_as_the_users_own_malloc_settings() -> None:
     assert allocator.user_tunes_malloc({"MALLOC_MMAP_THRESHOLD_": "65536"})
 
 
-def test_it_is_applied_once_and_only_where_pty_chi_is_loaded(
+def test_the_thresholds_are_set_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setattr(allocator, "_set_thresholds", lambda: calls.append(1) or False)
+    assert allocator.keep_freed_memory() is False
+    assert allocator.keep_freed_memory() is False
+    assert calls == [1]
+
+
+def test_they_are_set_where_pty_chi_is_loaded_not_at_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("ptychi")

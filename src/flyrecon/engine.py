@@ -128,11 +128,12 @@ def import_ptychi() -> None:
     `scipy.spatial` is a placeholder. While pty-chi loads, another thread must not import
     these modules, nor parts of scipy that import scipy.spatial (signal, stats, interpolate):
     `reconstruct` only loads the data with numpy meanwhile. Once pty-chi is loaded this
-    returns at once (it is called before every use).
+    returns at once (it is called before every use). It first sets the process's malloc
+    thresholds (`flyrecon.allocator`), before torch allocates anything.
     """
     import sys
 
-    keep_freed_memory()  # before torch allocates anything
+    keep_freed_memory()
     if "ptychi.api.task" in sys.modules:
         return
     import scipy  # noqa: F401  (the real package: only scipy.spatial is deferred)
