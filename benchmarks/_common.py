@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,17 +71,29 @@ def print_table(rows: list[tuple[str, str, str]], title: str) -> None:
     Console().print(table)
 
 
-def run_with_rusage(cmd: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak RSS in MiB) of that process alone."""
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, Any]:
+    """Run a command (its environment updated by `env`); return its wall seconds and the
+    resource usage (`os.wait4`) of that process alone. Raises if it fails."""
     import os
 
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage
+
+
+def run_with_rusage(cmd: list[str]) -> tuple[float, float]:
+    """Run a command; return (wall seconds, peak RSS in MiB) of that process alone."""
+    wall, usage = run_measured(cmd)
+    return wall, usage.ru_maxrss / 1024
 
 
 def make_study_tree(root: Path, dose: int = 100000, object_px: int = 128) -> Path:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from _common import make_dataset, median, python
+from _common import make_dataset, median, python, run_measured
 
 ENVIRONMENTS = {
     "glibc": {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"},
@@ -31,14 +28,7 @@ COMMANDS = {"default": [], "LSQML 40 epochs": ["--algorithm", "LSQML", "--num-ep
 
 def run_once(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     """Wall seconds, system seconds and peak RSS (MiB) of one process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env}
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), cmd)
+    wall, usage = run_measured(cmd, env)
     return {"wall_s": wall, "sys_s": usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
 
 
