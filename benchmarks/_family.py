@@ -103,7 +103,19 @@ object-dependent and the candidate was dropped, so no choice of the default was 
 (`--sets logo-checkerboard-fermat6.5 page-retina-raster7`)."""
 
 
-ALL_SETS = (*TUNING, *HELD_BACK, *FRESH, *CHECK, *VALIDATE, *SPARSE_CHECK)
+AVERAGE_CHECK = (
+    FamilySet(
+        "coins-hubble-fermat15", "coins", "hubble_deep_field", "fermat", 15.0, 2.0, 0.3, seed=11
+    ),
+    FamilySet("moon-astronaut-raster17", "moon", "astronaut", "raster", 17.0, 1.5, 0.35, seed=12),
+)
+"""Made after version 0.5.0's average at the refinement's noise floor had been chosen on the
+sparse views of every set above, to check it on new image pairs and on scans whose every view
+has little overlap (steps of 0.6-0.7 probe diameters: their baseline and dense views get the
+half-resolution start too) (`--sets coins-hubble-fermat15 moon-astronaut-raster17`)."""
+
+
+ALL_SETS = (*TUNING, *HELD_BACK, *FRESH, *CHECK, *VALIDATE, *SPARSE_CHECK, *AVERAGE_CHECK)
 """Every set, in the order they were made (what `--sets NAME ...` chooses from)."""
 
 

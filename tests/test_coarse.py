@@ -1,6 +1,6 @@
 """The half-resolution start for scans with little overlap (`flyrecon.coarse`): which scans
 get it, the coarse data's conventions, the way back to full resolution, and (real pty-chi)
-that it beats a flat start on a sparse scan."""
+that it beats a flat start on a sparse scan, the refinement returning its iterates' average."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flyrecon import coarse, engine
-from flyrecon.convergence import StopKind
+from flyrecon.convergence import WINDOW_EPOCHS, StopKind
 from flyrecon.engine import EngineInput, EngineResult, run_engine
 from flyrecon.errors import ReconstructionError
 from flyrecon.inputs import engine_input
@@ -85,16 +85,25 @@ def test_the_fine_start_puts_coarse_features_back_where_they_were() -> None:
 @pytest.mark.slow
 def test_a_sparse_scan_reconstructs_better_from_the_coarse_start() -> None:
     """Real pty-chi: on a scan whose step is 0.7 probe diameters the default starts at half
-    resolution, and its object is closer to the truth than the same run from a flat start."""
+    resolution, the noise floor ends the full-resolution run, which returns the average of
+    its iterates, and that object is closer to the truth than the same run from a flat
+    start."""
     data = simulated_dataset(object_px=112, step_px=16.0, dose=1e4, seed=5)
     settings = ReconSettings(device=Device.CPU, threads=1)
     inp, canvas = engine_input(data, settings)
     truth, mask = truth_region(data, canvas)
     assert coarse.wants_coarse_start(inp.positions_px, inp.probe_init)
-    started = run_engine(inp, settings)
+    iterates: list[np.ndarray] = []
+    started = run_engine(inp, settings, inspect=lambda _, get: iterates.append(get()))
     flat = run_engine(inp, settings, coarse_start=False)
     assert started.coarse_epochs > 0 and "half resolution" in started.stop_reason
     assert flat.coarse_epochs == 0
+    # the noise floor ends the refinement, which returns the average of its iterates
+    assert started.stop_kind == StopKind.NOISE_FLOOR
+    n = min(started.epochs_run, WINDOW_EPOCHS)
+    assert len(iterates) == started.epochs_run and started.averaged_epochs == n
+    assert np.allclose(started.object, np.mean(iterates[-n:], axis=0), atol=1e-5)
+    assert f"average of the last {n} iterates" in started.stop_reason
     better = compare(started.object, truth, mask)
     worse = compare(flat.object, truth, mask)
     assert better["complex_relative_error"] < worse["complex_relative_error"]
@@ -107,10 +116,14 @@ class _Stages:
     def __init__(self, fail_coarse: bool = False) -> None:
         self.calls: list[tuple[tuple[int, ...], ReconSettings]] = []
         self.starts: list[np.ndarray] = []
+        self.refining: list[bool] = []
         self.fail_coarse = fail_coarse
 
-    def __call__(self, inp, settings, *, on_epoch=None, inspect=None) -> EngineResult:
+    def __call__(
+        self, inp, settings, *, on_epoch=None, inspect=None, refining=False
+    ) -> EngineResult:
         self.calls.append((inp.intensities.shape, settings))
+        self.refining.append(refining)
         self.starts.append(inp.object_init)
         if self.fail_coarse and len(self.calls) == 1:
             raise ReconstructionError("loss became nan at epoch 3")
@@ -149,6 +162,7 @@ def test_the_default_runs_the_half_resolution_stage_first_and_says_so(
     assert coarse_shape[-2:] == (32, 32) and fine_shape[-2:] == (64, 64)
     assert coarse_settings.max_epochs == coarse.MAX_EPOCHS and fine_settings.max_epochs == 300
     assert np.all(stages.starts[0] == 1) and np.median(stages.starts[1].real) > 1.9  # its object
+    assert stages.refining == [False, True]  # the full-resolution run refines that object
     assert result.coarse_epochs == 5 and result.epochs_run == 5
     assert result.stop_reason == (
         "after 5 epochs at half resolution (little overlap; its cap of 5), stage reason"

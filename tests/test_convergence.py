@@ -23,6 +23,7 @@ from flyrecon.convergence import (
     IterateWindow,
     ObjectMomentum,
     SmoothChange,
+    StopDecision,
     StopKind,
     StopRule,
     fast_fft_length,
@@ -31,12 +32,17 @@ from flyrecon.convergence import (
 # ------------------------------------------------------------------------------ the rule
 
 
-def _first_stop(rule: StopRule, rows: list[tuple]) -> tuple[int, StopKind] | None:
+def _decision(rule: StopRule, rows: list[tuple]) -> StopDecision | None:
     for epoch, (fit, floor, straight) in enumerate(rows, start=1):
         decision = rule.decide(epoch, fit, floor, straight)
         if decision is not None:
-            return decision.epoch, decision.kind
+            return decision
     return None
+
+
+def _first_stop(rule: StopRule, rows: list[tuple]) -> tuple[int, StopKind] | None:
+    decision = _decision(rule, rows)
+    return None if decision is None else (decision.epoch, decision.kind)
 
 
 def test_the_rule_stops_at_a_plateau_not_before() -> None:
@@ -62,6 +68,29 @@ def test_the_rule_stops_at_the_first_epoch_clearly_below_the_noise_floor() -> No
             break
     assert stop is not None and (stop.epoch, stop.kind) == (6, StopKind.NOISE_FLOOR)
     assert stop.crossing == pytest.approx((0.96 - NOISE_FLOOR_MARGIN) / (0.96 - 0.93))
+
+
+def test_what_a_stop_returns_the_crossing_or_the_average() -> None:
+    """A noise-floor stop returns the crossing, or the window's average in a run that refines
+    the half-resolution start (`average_at_floor`); a converged stop returns the average."""
+    rows = [(2.0, 1.0, None), (1.2, 1.0, None), (0.96, 1.0, None), (0.9, 1.0, None)]
+    plain = _decision(StopRule(max_epochs=300), rows)
+    assert plain.kind == StopKind.NOISE_FLOOR and plain.epoch == 4
+    assert not plain.average and plain.crossing is not None
+    assert "where the fit crossed" in plain.reason
+    refining = _decision(StopRule(max_epochs=300, average_at_floor=True), rows)
+    assert refining.kind == StopKind.NOISE_FLOOR and refining.epoch == 4
+    assert refining.average and refining.crossing is None
+    assert "average of the last 4 iterates" in refining.reason
+    late = [(1.2, 1.0, None)] * (WINDOW_EPOCHS + 3) + [(0.9, 1.0, None)]
+    assert (
+        f"last {WINDOW_EPOCHS} iterates"
+        in _decision(StopRule(max_epochs=300, average_at_floor=True), late).reason
+    )
+    jitter = [(1.2, 1.0, None)] * 10 + [(1.2, 1.0, STRAIGHTNESS_CONVERGED / 2)]
+    for rule in (StopRule(max_epochs=300), StopRule(max_epochs=300, average_at_floor=True)):
+        converged = _decision(rule, jitter)
+        assert converged.kind == StopKind.CONVERGED and converged.average
 
 
 def test_a_turn_to_overfitting_stops_the_run_at_the_turn() -> None:

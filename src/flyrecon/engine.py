@@ -343,7 +343,8 @@ def run_engine(
     (benchmarks score it). With the automatic stop and a flat start, aLSQML on a scan with
     little overlap first runs at half resolution and starts from that object
     (`flyrecon.coarse`: at most `coarse.MAX_EPOCHS` and `max_epochs` epochs there; if that
-    stage fails the run starts flat; `coarse_start=False` skips it). Raises
+    stage fails the run starts flat; `coarse_start=False` skips it); when the noise floor
+    ends the full-resolution run, its last iterates are averaged too. Raises
     `ReconstructionError` when pty-chi raises or the loss stops being finite.
     """
     if (
@@ -362,7 +363,7 @@ def run_engine(
                 f"{result.stop_reason}"
             )
             return result
-        result = _run(started, settings, on_epoch=on_epoch, inspect=inspect)
+        result = _run(started, settings, on_epoch=on_epoch, inspect=inspect, refining=True)
         result.coarse_epochs = first.epochs_run
         why = (
             f"its cap of {first.epochs_run}" if first.stop_kind == StopKind.CAP else first.stop_kind
@@ -401,8 +402,11 @@ def _run(
     *,
     on_epoch: EpochCallback | None = None,
     inspect: ObjectCallback | None = None,
+    refining: bool = False,
 ) -> EngineResult:
-    """`run_engine` without the coarse start."""
+    """`run_engine` without the coarse start. `refining`: `inp` starts from the
+    half-resolution object, and a noise-floor stop returns the average of the last iterates
+    (`StopRule.average_at_floor`)."""
     import logging
     import warnings
 
@@ -423,7 +427,11 @@ def _run(
     auto = settings.num_epochs is None
     planned = settings.max_epochs if auto else settings.num_epochs
     counts = counts_like(inp.intensities)
-    rule = StopRule(max_epochs=planned, use_noise_floor=counts) if auto else None
+    rule = (
+        StopRule(max_epochs=planned, use_noise_floor=counts, average_at_floor=refining)
+        if auto
+        else None
+    )
     with (
         _torch_state(settings.threads),
         warnings.catch_warnings(),
@@ -511,7 +519,7 @@ def _run(
                     break
 
         averaged = 0
-        if decision is not None and decision.kind == StopKind.CONVERGED and window is not None:
+        if decision is not None and decision.average and window is not None:
             _set_object(task, window.average())
             averaged = len(window.items)
         elif decision is not None and decision.crossing is not None and window is not None:
