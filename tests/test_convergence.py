@@ -91,6 +91,8 @@ def test_what_a_stop_returns_the_crossing_or_the_average() -> None:
     for rule in (StopRule(max_epochs=300), StopRule(max_epochs=300, average_at_floor=True)):
         converged = _decision(rule, jitter)
         assert converged.kind == StopKind.CONVERGED and converged.average
+    settled = StopRule(max_epochs=300).decide(20, 1.2, 1.0, 0.5, SETTLED_MOVEMENT / 2)
+    assert settled is not None and settled.kind == StopKind.CONVERGED and settled.average
 
 
 def test_a_turn_to_overfitting_stops_the_run_at_the_turn() -> None:
