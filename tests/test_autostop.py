@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from flyrecon import convergence, engine
-from flyrecon.convergence import StopKind
+from flyrecon.convergence import WINDOW_EPOCHS, StopKind
 from flyrecon.data import load_dataset, save_dataset
 from flyrecon.engine import run_engine
 from flyrecon.inputs import engine_input
@@ -61,6 +61,34 @@ def test_auto_stop_ends_at_the_first_epoch_whose_fit_reaches_the_noise_floor(
     # the object where the fit crossed 0.95 x the floor: three quarters of the way from epoch
     # 3's iterate (1.01) to epoch 4's (0.93), not the point momentum would continue from
     expected = objects[2] + 0.75 * (objects[3] - objects[2])
+    np.testing.assert_allclose(result.object, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_late_noise_floor_stop_returns_the_average_of_the_last_iterates(
+    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After more than WINDOW_EPOCHS epochs the window no longer holds the start: a
+    noise-floor stop then returns the average of the window's iterates, as a converged stop
+    does, not the crossing."""
+    stop_at = WINDOW_EPOCHS + 2
+    scripted = [(2.0, 1.0)] * (stop_at - 1) + [(0.9, 1.0)]
+    objects: list[np.ndarray] = []
+
+    class ScriptedCheck:
+        def __init__(self, task, intensities, positions_px, seed) -> None:
+            self.task = task
+
+        def __call__(self) -> tuple[float, float]:
+            objects.append(self.task.get_data_to_cpu("object", as_numpy=True)[0].copy())
+            return scripted[len(objects) - 1]
+
+    monkeypatch.setattr(engine, "_FitVsNoise", ScriptedCheck)
+    settings = _settings(num_epochs=None, max_epochs=stop_at + 5)
+    result = run_engine(_input(tiny_npz, settings), settings)
+    assert result.epochs_run == stop_at and result.stop_kind == StopKind.NOISE_FLOOR
+    assert result.averaged_epochs == WINDOW_EPOCHS
+    assert f"average of the last {WINDOW_EPOCHS} iterates" in result.stop_reason
+    expected = np.mean(objects[-WINDOW_EPOCHS:], axis=0)
     np.testing.assert_allclose(result.object, expected, rtol=1e-5, atol=1e-6)
 
 

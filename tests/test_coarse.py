@@ -116,14 +116,14 @@ class _Stages:
     def __init__(self, fail_coarse: bool = False) -> None:
         self.calls: list[tuple[tuple[int, ...], ReconSettings]] = []
         self.starts: list[np.ndarray] = []
-        self.refining: list[bool] = []
+        self.average_after: list[int | None] = []
         self.fail_coarse = fail_coarse
 
     def __call__(
-        self, inp, settings, *, on_epoch=None, inspect=None, refining=False
+        self, inp, settings, *, on_epoch=None, inspect=None, average_at_floor_after=8
     ) -> EngineResult:
         self.calls.append((inp.intensities.shape, settings))
-        self.refining.append(refining)
+        self.average_after.append(average_at_floor_after)
         self.starts.append(inp.object_init)
         if self.fail_coarse and len(self.calls) == 1:
             raise ReconstructionError("loss became nan at epoch 3")
@@ -162,7 +162,8 @@ def test_the_default_runs_the_half_resolution_stage_first_and_says_so(
     assert coarse_shape[-2:] == (32, 32) and fine_shape[-2:] == (64, 64)
     assert coarse_settings.max_epochs == coarse.MAX_EPOCHS and fine_settings.max_epochs == 300
     assert np.all(stages.starts[0] == 1) and np.median(stages.starts[1].real) > 1.9  # its object
-    assert stages.refining == [False, True]  # the full-resolution run refines that object
+    # the stage keeps the crossing; the full-resolution run refining its object averages
+    assert stages.average_after == [None, 0]
     assert result.coarse_epochs == 5 and result.epochs_run == 5
     assert result.stop_reason == (
         "after 5 epochs at half resolution (little overlap; its cap of 5), stage reason"

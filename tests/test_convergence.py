@@ -71,24 +71,30 @@ def test_the_rule_stops_at_the_first_epoch_clearly_below_the_noise_floor() -> No
 
 
 def test_what_a_stop_returns_the_crossing_or_the_average() -> None:
-    """A noise-floor stop returns the crossing, or the window's average in a run that refines
-    the half-resolution start (`average_at_floor`); a converged stop returns the average."""
+    """A noise-floor stop returns the crossing within the first WINDOW_EPOCHS epochs and the
+    window's average after them; from the first epoch in the run that refines the
+    half-resolution start, never in that stage itself. A converged stop returns the
+    average."""
     rows = [(2.0, 1.0, None), (1.2, 1.0, None), (0.96, 1.0, None), (0.9, 1.0, None)]
     plain = _decision(StopRule(max_epochs=300), rows)
     assert plain.kind == StopKind.NOISE_FLOOR and plain.epoch == 4
     assert not plain.average and plain.crossing is not None
     assert "where the fit crossed" in plain.reason
-    refining = _decision(StopRule(max_epochs=300, average_at_floor=True), rows)
+    refining = _decision(StopRule(max_epochs=300, average_at_floor_after=0), rows)
     assert refining.kind == StopKind.NOISE_FLOOR and refining.epoch == 4
     assert refining.average and refining.crossing is None
     assert "average of the last 4 iterates" in refining.reason
-    late = [(1.2, 1.0, None)] * (WINDOW_EPOCHS + 3) + [(0.9, 1.0, None)]
-    assert (
-        f"last {WINDOW_EPOCHS} iterates"
-        in _decision(StopRule(max_epochs=300, average_at_floor=True), late).reason
-    )
+    # once the window no longer holds the start's first iterate, every run averages
+    for n_before in (WINDOW_EPOCHS - 1, WINDOW_EPOCHS):
+        late = [(1.2, 1.0, None)] * n_before + [(0.9, 1.0, None)]
+        stop = _decision(StopRule(max_epochs=300), late)
+        assert stop.epoch == n_before + 1
+        assert stop.average == (stop.epoch > WINDOW_EPOCHS)
+        assert (f"last {WINDOW_EPOCHS} iterates" in stop.reason) == stop.average
+        never = _decision(StopRule(max_epochs=300, average_at_floor_after=None), late)
+        assert not never.average and never.crossing is not None  # the half-resolution stage
     jitter = [(1.2, 1.0, None)] * 10 + [(1.2, 1.0, STRAIGHTNESS_CONVERGED / 2)]
-    for rule in (StopRule(max_epochs=300), StopRule(max_epochs=300, average_at_floor=True)):
+    for rule in (StopRule(max_epochs=300), StopRule(max_epochs=300, average_at_floor_after=0)):
         converged = _decision(rule, jitter)
         assert converged.kind == StopKind.CONVERGED and converged.average
     settled = StopRule(max_epochs=300).decide(20, 1.2, 1.0, 0.5, SETTLED_MOVEMENT / 2)

@@ -117,17 +117,22 @@ class StopRule:
     `converged`: stop when the drift monitor's straightness over the last window is below
     STRAIGHTNESS_CONVERGED, or when the window's relative movement is below SETTLED_MOVEMENT
     (neither while the window holds a momentum restart: the engine passes no straightness).
-    Otherwise at the cap. A converged stop returns the window's average; so does a
-    noise-floor stop when `average_at_floor`, otherwise it returns the crossing.
+    Otherwise at the cap. A converged stop returns the window's average; a noise-floor stop
+    returns it after more than `average_at_floor_after` epochs, the crossing before.
     """
 
     max_epochs: int
     use_noise_floor: bool = True
-    average_at_floor: bool = False
-    """For a run that refines the half-resolution start (`flyrecon.coarse`): it meets the
-    noise floor after 2-9 epochs, each adding detail and noise to a smooth start; their
-    average keeps what they agree on. On 42 sparse views it lowered the complex error in 36
-    and met both quality targets in 30 against 25 (docs/performance.md)."""
+    average_at_floor_after: int | None = WINDOW_EPOCHS
+    """A noise-floor stop after more than this many epochs returns the average of the last
+    WINDOW_EPOCHS iterates; None: always the crossing. The default waits until the window no
+    longer holds the first iterate (the start, only rescaled: a flat start averaged in
+    flattens the object). The run that refines the half-resolution start (`flyrecon.coarse`)
+    averages from its first epoch (0): it meets the floor after 2-9 epochs, each adding
+    detail and noise to a smooth start, and their average keeps what they agree on (on 42
+    sparse views the complex error fell in 36, both quality targets met in 30 against 25).
+    The half-resolution stage keeps the crossing: its averaged object, low-passed, started
+    the refinement too smooth (docs/performance.md)."""
     straightness_converged: float = STRAIGHTNESS_CONVERGED
     settled_movement: float = SETTLED_MOVEMENT
     _last_ratio: float | None = field(default=None, init=False, repr=False)
@@ -155,7 +160,8 @@ class StopRule:
                 f"{fit:.4g} <= {NOISE_FLOOR_MARGIN} x {floor:.4g}): more epochs would fit the "
                 "noise; "
             )
-            if self.average_at_floor:
+            after = self.average_at_floor_after
+            if after is not None and epoch > after:
                 n = min(epoch, WINDOW_EPOCHS)
                 return StopDecision(
                     StopKind.NOISE_FLOOR,

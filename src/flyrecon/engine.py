@@ -19,7 +19,7 @@ import numpy as np
 
 from flyrecon import coarse
 from flyrecon.allocator import keep_freed_memory
-from flyrecon.convergence import ConvergenceTrace, StopKind
+from flyrecon.convergence import WINDOW_EPOCHS, ConvergenceTrace, StopKind
 from flyrecon.deferred import eager_dynamo, stand_ins
 from flyrecon.errors import InputError, ReconstructionError, one_line
 from flyrecon.options import Algorithm, Device, NoiseModel, ObjectInit, ReconSettings
@@ -343,8 +343,9 @@ def run_engine(
     (benchmarks score it). With the automatic stop and a flat start, aLSQML on a scan with
     little overlap first runs at half resolution and starts from that object
     (`flyrecon.coarse`: at most `coarse.MAX_EPOCHS` and `max_epochs` epochs there; if that
-    stage fails the run starts flat; `coarse_start=False` skips it); when the noise floor
-    ends the full-resolution run, its last iterates are averaged too. Raises
+    stage fails the run starts flat; `coarse_start=False` skips it; when the noise floor
+    ends the full-resolution run, its last iterates are averaged, as after more than
+    `WINDOW_EPOCHS` epochs in any run but the half-resolution stage). Raises
     `ReconstructionError` when pty-chi raises or the loss stops being finite.
     """
     if (
@@ -363,7 +364,9 @@ def run_engine(
                 f"{result.stop_reason}"
             )
             return result
-        result = _run(started, settings, on_epoch=on_epoch, inspect=inspect, refining=True)
+        result = _run(
+            started, settings, on_epoch=on_epoch, inspect=inspect, average_at_floor_after=0
+        )
         result.coarse_epochs = first.epochs_run
         why = (
             f"its cap of {first.epochs_run}" if first.stop_kind == StopKind.CAP else first.stop_kind
@@ -391,7 +394,7 @@ def _coarse_start(
         probe_init=probe,
     )
     capped = settings.model_copy(update={"max_epochs": min(settings.max_epochs, coarse.MAX_EPOCHS)})
-    first = _run(small, capped, on_epoch=on_epoch)
+    first = _run(small, capped, on_epoch=on_epoch, average_at_floor_after=None)
     start = coarse.fine_start(first.object, inp.object_init.shape, inp.probe_init)
     return replace(inp, object_init=start), first
 
@@ -402,11 +405,11 @@ def _run(
     *,
     on_epoch: EpochCallback | None = None,
     inspect: ObjectCallback | None = None,
-    refining: bool = False,
+    average_at_floor_after: int | None = WINDOW_EPOCHS,
 ) -> EngineResult:
-    """`run_engine` without the coarse start. `refining`: `inp` starts from the
-    half-resolution object, and a noise-floor stop returns the average of the last iterates
-    (`StopRule.average_at_floor`)."""
+    """`run_engine` without the coarse start. A noise-floor stop after more than
+    `average_at_floor_after` epochs returns the average of the last iterates, an earlier one
+    the crossing (`StopRule.average_at_floor_after`)."""
     import logging
     import warnings
 
@@ -428,7 +431,11 @@ def _run(
     planned = settings.max_epochs if auto else settings.num_epochs
     counts = counts_like(inp.intensities)
     rule = (
-        StopRule(max_epochs=planned, use_noise_floor=counts, average_at_floor=refining)
+        StopRule(
+            max_epochs=planned,
+            use_noise_floor=counts,
+            average_at_floor_after=average_at_floor_after,
+        )
         if auto
         else None
     )
