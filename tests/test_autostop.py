@@ -34,12 +34,11 @@ def _settings(**kw) -> ReconSettings:
     return ReconSettings(device=Device.CPU, threads=1, **kw)
 
 
-@pytest.mark.parametrize("max_epochs", [6, 4])
-def test_auto_stop_ends_at_the_first_epoch_whose_fit_reaches_the_noise_floor(
-    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch, max_epochs: int
-) -> None:
-    # epoch 1 is below the floor but never ends a run (LSQML only rescales the probe there)
-    scripted = [(0.5, 1.0), (2.0, 1.0), (1.01, 1.0), (0.93, 1.0), (0.5, 1.0), (0.4, 1.0)]
+def _script_the_fit(
+    monkeypatch: pytest.MonkeyPatch, scripted: list[tuple[float, float]]
+) -> list[np.ndarray]:
+    """Replace the engine's fit check by `scripted` (fit, floor) pairs, one per epoch; the
+    returned list fills with the object each check saw (the epoch's iterate)."""
     objects: list[np.ndarray] = []
 
     class ScriptedCheck:
@@ -51,6 +50,16 @@ def test_auto_stop_ends_at_the_first_epoch_whose_fit_reaches_the_noise_floor(
             return scripted[len(objects) - 1]
 
     monkeypatch.setattr(engine, "_FitVsNoise", ScriptedCheck)
+    return objects
+
+
+@pytest.mark.parametrize("max_epochs", [6, 4])
+def test_auto_stop_ends_at_the_first_epoch_whose_fit_reaches_the_noise_floor(
+    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch, max_epochs: int
+) -> None:
+    # epoch 1 is below the floor but never ends a run (LSQML only rescales the probe there)
+    scripted = [(0.5, 1.0), (2.0, 1.0), (1.01, 1.0), (0.93, 1.0), (0.5, 1.0), (0.4, 1.0)]
+    objects = _script_the_fit(monkeypatch, scripted)
     settings = _settings(num_epochs=None, max_epochs=max_epochs)
     result = run_engine(_input(tiny_npz, settings), settings)
     assert result.epochs_run == 4 and result.stop_kind == StopKind.NOISE_FLOOR
@@ -72,17 +81,7 @@ def test_a_late_noise_floor_stop_returns_the_average_of_the_last_iterates(
     does, not the crossing."""
     stop_at = WINDOW_EPOCHS + 2
     scripted = [(2.0, 1.0)] * (stop_at - 1) + [(0.9, 1.0)]
-    objects: list[np.ndarray] = []
-
-    class ScriptedCheck:
-        def __init__(self, task, intensities, positions_px, seed) -> None:
-            self.task = task
-
-        def __call__(self) -> tuple[float, float]:
-            objects.append(self.task.get_data_to_cpu("object", as_numpy=True)[0].copy())
-            return scripted[len(objects) - 1]
-
-    monkeypatch.setattr(engine, "_FitVsNoise", ScriptedCheck)
+    objects = _script_the_fit(monkeypatch, scripted)
     settings = _settings(num_epochs=None, max_epochs=stop_at + 5)
     result = run_engine(_input(tiny_npz, settings), settings)
     assert result.epochs_run == stop_at and result.stop_kind == StopKind.NOISE_FLOOR
