@@ -120,7 +120,7 @@ class _Stages:
         self.fail_coarse = fail_coarse
 
     def __call__(
-        self, inp, settings, *, on_epoch=None, inspect=None, average_at_floor_after=8
+        self, inp, settings, *, on_epoch=None, inspect=None, average_at_floor_after=WINDOW_EPOCHS
     ) -> EngineResult:
         self.calls.append((inp.intensities.shape, settings))
         self.average_after.append(average_at_floor_after)
