@@ -195,6 +195,31 @@ def test_defaults_are_the_accelerated_engine_with_a_safety_net() -> None:
     assert s.probe_init == "scaled" and s.effective_batch_size == 64
 
 
+@pytest.mark.parametrize("most", [1, 7, 64, 96])
+def test_balanced_batches_keep_the_batch_count_and_leave_no_straggler(most: int) -> None:
+    """pty-chi cuts a random order into chunks of the batch size: with the balanced size
+    there are as many chunks as with `most`, none larger than `most`, and the last is at
+    most (number of batches - 1) smaller than the others (65 in 64s: 33 + 32, not 64 + 1)."""
+    for n in range(1, 700):
+        size = engine.balanced_batch_size(n, most)
+        chunks = [min(size, n - start) for start in range(0, n, size)]
+        assert len(chunks) == -(-n // most)
+        assert max(chunks) <= most and min(chunks) >= max(chunks) - (len(chunks) - 1)
+    assert engine.balanced_batch_size(65, 64) == 33
+    assert engine.balanced_batch_size(261, 64) == 53
+
+
+def test_alsqml_splits_the_patterns_into_equal_batches_and_plain_lsqml_does_not() -> None:
+    def batch(algorithm: Algorithm, n_patterns: int, batch_size: int | None = None) -> int:
+        settings = _settings(algorithm=algorithm, batch_size=batch_size)
+        options = engine.build_options(settings, "cpu", n_patterns)
+        return options.reconstructor_options.batch_size
+
+    assert batch(Algorithm.ALSQML, 65) == 33 and batch(Algorithm.ALSQML, 128) == 64
+    assert batch(Algorithm.ALSQML, 40) == 40 and batch(Algorithm.ALSQML, 100, 30) == 25
+    assert batch(Algorithm.LSQML, 65) == 64  # the comparison baseline stays plain pty-chi
+
+
 def test_the_default_lands_within_reach_of_a_long_plain_runs_best(tmp_path: Path) -> None:
     """Blind, with no epoch flags, the default reaches plain LSQML's best (over 120 fixed
     epochs, scored every 4) to within 0.01 phase SSIM and 5 % complex error, in fewer epochs."""

@@ -101,6 +101,22 @@ ADAM_PROBE_STEP = 1e-3
 """Adam step size of the probe."""
 ADAM_MIN_UPDATES = 8
 """Default Adam batches hold at most 1/8 of the patterns: >= 8 updates per epoch."""
+
+
+def balanced_batch_size(n_patterns: int, most: int) -> int:
+    """The batch size that splits `n_patterns` into as many batches as batches of `most` would
+    need, all of about the same size.
+
+    pty-chi cuts a random order of the patterns into batches of exactly `batch_size` and a
+    remainder, fixed for the whole run, and LSQML takes a full step for every batch: 65
+    patterns in batches of 64 leave one pattern with its own update every epoch, which pulls
+    its region towards that one pattern's noise (docs/performance.md). 65 patterns in batches
+    of at most 64 become 33 + 32.
+    """
+    n_batches = -(-n_patterns // most)
+    return -(-n_patterns // n_batches)
+
+
 PROBE_HOLD_EPOCHS = 2
 """aLSQML keeps the probe at its initial guess for this many epochs (pty-chi's
 `optimization_plan.start`) and refines it from then on. With probe updates from the first
@@ -191,6 +207,8 @@ def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
     rec = options.reconstructor_options
     rec.num_epochs = settings.num_epochs or settings.max_epochs
     rec.batch_size = min(settings.effective_batch_size, n_patterns)
+    if algorithm == Algorithm.ALSQML:
+        rec.batch_size = balanced_batch_size(n_patterns, rec.batch_size)
     if algorithm == Algorithm.ADAM and settings.batch_size is None:
         rec.batch_size = max(1, min(rec.batch_size, max(8, n_patterns // ADAM_MIN_UPDATES)))
     rec.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU

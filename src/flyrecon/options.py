@@ -129,7 +129,9 @@ class ReconSettings(_Model):
     n_images: int | None = Field(default=None, ge=2)
     """Use the first n patterns; None uses all. More than the file holds is an error."""
     batch_size: int | None = Field(default=None, ge=1)
-    """Patterns per update; None takes the algorithm's default (`DEFAULT_BATCH_SIZE`)."""
+    """Patterns per update; None takes the algorithm's default (`DEFAULT_BATCH_SIZE`). aLSQML
+    takes it as a most and splits the patterns into batches of equal size (65 patterns in
+    batches of at most 64: 33 + 32; `engine.balanced_batch_size`)."""
     device: Device = Device.AUTO
     """Compute device."""
     seed: int | None = Field(default=0, ge=0, le=MAX_SEED)

@@ -100,7 +100,8 @@ BatchOpt = Annotated[
         "--batch-size",
         min=1,
         metavar="N",
-        help=f"Patterns per update [default: {_batch_defaults()}].",
+        help=f"Patterns per update; aLSQML: at most N, in batches of equal size "
+        f"[default: {_batch_defaults()}].",
         show_default=False,
         rich_help_panel=RECON,
     ),
