@@ -115,7 +115,40 @@ has little overlap (steps of 0.6-0.7 probe diameters: their baseline and dense v
 half-resolution start too) (`--sets coins-hubble-fermat15 moon-astronaut-raster17`)."""
 
 
-ALL_SETS = (*TUNING, *HELD_BACK, *FRESH, *CHECK, *VALIDATE, *SPARSE_CHECK, *AVERAGE_CHECK)
+INTERMEDIATE = (
+    *(
+        FamilySet(
+            f"{amplitude}-{phase}-{scan}{step:g}", amplitude, phase, scan, step, rng, floor, seed
+        )
+        for amplitude, phase, scan, rng, floor, seed in (
+            ("camera", "moon", "raster", 1.6, 0.3, 21),
+            ("astronaut", "grass", "raster", 1.0, 0.2, 22),
+            ("chelsea", "page", "fermat", 2.0, 0.35, 23),
+            ("procedural", "procedural", "fermat", 1.6, 0.3, 24),
+        )
+        for step in (10.0, 13.0)
+    ),
+    FamilySet("horse-clock-raster10", "horse", "clock", "raster", 10.0, 1.8, 0.3, seed=13),
+    FamilySet("cell-coffee-fermat12", "cell", "coffee", "fermat", 12.0, 1.6, 0.3, seed=14),
+    FamilySet("rocket-text-raster11", "rocket", "text", "raster", 11.0, 1.8, 0.3, seed=15),
+)
+"""Scans between the family's overlaps (steps of 0.39-0.54 probe diameters; their dense
+views are their baseline scans). The last three were made to check version 0.6.0's batches of
+equal size, and showed the flat start's weakness there; with the first eight (made for it)
+they moved the half-resolution start's bound from 0.6 to 0.37 diameters, so none is unseen
+(`--sets horse-clock-raster10 ...`)."""
+
+
+ALL_SETS = (
+    *TUNING,
+    *HELD_BACK,
+    *FRESH,
+    *CHECK,
+    *VALIDATE,
+    *SPARSE_CHECK,
+    *AVERAGE_CHECK,
+    *INTERMEDIATE,
+)
 """Every set, in the order they were made (what `--sets NAME ...` chooses from)."""
 
 

@@ -41,6 +41,7 @@ def test_only_scans_with_little_overlap_get_the_coarse_start() -> None:
     diameter = probe_diameter_px(probe)
     assert coarse.wants_coarse_start(_raster(0.9 * diameter), probe)
     assert not coarse.wants_coarse_start(_raster(0.3 * diameter), probe)
+    assert coarse.wants_coarse_start(_raster(0.45 * diameter), probe)  # between the two
     assert not coarse.wants_coarse_start(_raster(0.9 * 6), _disc_probe(16, 3.0))  # too small
     assert not coarse.wants_coarse_start(_raster(0.9 * diameter), _disc_probe(62))  # not /4
 

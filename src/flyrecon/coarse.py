@@ -9,8 +9,9 @@ slowly varying phase and amplitude; finer detail is left to the full-resolution 
 
 Measured on the benchmark family (docs/performance.md): its sparse views met all three
 targets of issue 13 in 17 of 30 cells against 4 from a flat start; on its dense and baseline
-scans the start did not help (39 of 60 cells against 44: the full-resolution run stopped
-sooner, before its own slow tail), so it is used only from `STEP_PER_DIAMETER` on.
+scans (steps of 0.22-0.34 probe diameters) the start did not help (39 of 60 cells against
+44: the full-resolution run stopped sooner, before its own slow tail), at 0.39-0.54 it did
+(23 of 33 against 19), so it is used only from `STEP_PER_DIAMETER` on.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from flyrecon.simulate import probe_diameter_px
 
 FACTOR = 2
 """Coarse pixels are this many full-resolution pixels wide."""
-STEP_PER_DIAMETER = 0.6
+STEP_PER_DIAMETER = 0.37
 """Scans whose typical step (median nearest-neighbour distance) is at least this fraction of
 the probe diameter (90 % power) get the coarse start. The benchmark's sparse views sit at
-0.86-0.92, its dense and baseline scans at 0.22-0.34."""
+0.86-1.02, its dense and baseline scans at 0.22-0.34, where the start did not pay; at
+0.39-0.54 (`INTERMEDIATE` in benchmarks/_family.py) it did (version 0.6.0; 0.6 before)."""
 MIN_PATTERN_PX = 32
 """Smaller (or odd-sized) patterns are not cropped: the coarse patterns would be tiny."""
 MAX_EPOCHS = 40
