@@ -11,7 +11,7 @@ Measured on the benchmark family (docs/performance.md): its sparse views met all
 targets of issue 13 in 17 of 30 cells against 4 from a flat start; on its dense and baseline
 scans (steps of 0.22-0.34 probe diameters) the start did not help (39 of 60 cells against
 44: the full-resolution run stopped sooner, before its own slow tail), at 0.39-0.54 it did
-(23 of 33 against 19), so it is used only from `STEP_PER_DIAMETER` on.
+(23 of 33 cells against 20), so it is used only from `STEP_PER_DIAMETER` on.
 """
 
 from __future__ import annotations
