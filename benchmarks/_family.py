@@ -139,6 +139,15 @@ they moved the half-resolution start's bound from 0.6 to 0.37 diameters, so none
 (`--sets horse-clock-raster10 ...`)."""
 
 
+PATH_CHECK = (
+    FamilySet("gravel-chelsea-fermat11", "gravel", "chelsea", "fermat", 11.0, 1.7, 0.3, seed=31),
+    FamilySet("brick-retina-raster12", "brick", "retina", "raster", 12.0, 1.5, 0.3, seed=32),
+)
+"""Made after version 0.7.0's settled-movement stop (the half-resolution stage's path counted)
+had been chosen on `INTERMEDIATE`, to check it on new image pairs at 0.45-0.48 probe diameters
+(`--sets gravel-chelsea-fermat11 brick-retina-raster12`)."""
+
+
 ALL_SETS = (
     *TUNING,
     *HELD_BACK,
@@ -148,6 +157,7 @@ ALL_SETS = (
     *SPARSE_CHECK,
     *AVERAGE_CHECK,
     *INTERMEDIATE,
+    *PATH_CHECK,
 )
 """Every set, in the order they were made (what `--sets NAME ...` chooses from)."""
 

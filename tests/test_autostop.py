@@ -99,8 +99,9 @@ def test_no_converged_stop_while_a_momentum_restart_is_in_the_window(
     waits until a full window of epochs has passed without a momentum restart."""
 
     class ScriptedDrift:
-        def __init__(self, smooth) -> None:
+        def __init__(self, smooth, travelled: float = 0.0) -> None:
             self.smooth = lambda a, b: None
+            self.travelled = travelled
 
         def update(self, change) -> convergence.Drift:
             return convergence.Drift(1.0, 0.1, 0.1)

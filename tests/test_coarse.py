@@ -118,13 +118,22 @@ class _Stages:
         self.calls: list[tuple[tuple[int, ...], ReconSettings]] = []
         self.starts: list[np.ndarray] = []
         self.average_after: list[int | None] = []
+        self.travelled_before: list[float] = []
         self.fail_coarse = fail_coarse
 
     def __call__(
-        self, inp, settings, *, on_epoch=None, inspect=None, average_at_floor_after=WINDOW_EPOCHS
+        self,
+        inp,
+        settings,
+        *,
+        on_epoch=None,
+        inspect=None,
+        average_at_floor_after=WINDOW_EPOCHS,
+        travelled_before=0.0,
     ) -> EngineResult:
         self.calls.append((inp.intensities.shape, settings))
         self.average_after.append(average_at_floor_after)
+        self.travelled_before.append(travelled_before)
         self.starts.append(inp.object_init)
         if self.fail_coarse and len(self.calls) == 1:
             raise ReconstructionError("loss became nan at epoch 3")
@@ -139,6 +148,7 @@ class _Stages:
             epochs_run=5,
             stop_kind=StopKind.CAP if first else StopKind.NOISE_FLOOR,
             stop_reason="stage reason",
+            travelled=travelled_before + (0.5 if first else 0.25),
         )
 
 
@@ -165,6 +175,8 @@ def test_the_default_runs_the_half_resolution_stage_first_and_says_so(
     assert np.all(stages.starts[0] == 1) and np.median(stages.starts[1].real) > 1.9  # its object
     # the stage keeps the crossing; the full-resolution run refining its object averages
     assert stages.average_after == [None, 0]
+    # the refinement counts the stage's path as travelled (the settled-movement stop)
+    assert stages.travelled_before == [0.0, 0.5] and result.travelled == 0.75
     assert result.coarse_epochs == 5 and result.epochs_run == 5
     assert result.stop_reason == (
         "after 5 epochs at half resolution (little overlap; its cap of 5), stage reason"

@@ -155,6 +155,24 @@ def test_the_monitor_measures_movement_against_the_path_travelled() -> None:
     assert last.movement == pytest.approx(expected, rel=0.02)
 
 
+def test_the_path_of_an_earlier_stage_counts_as_travelled() -> None:
+    """The same steady drift, continuing a stage whose path was three times this run's
+    window: the window's movement is a quarter of what it is counted alone."""
+    rng = np.random.default_rng(4)
+    base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
+    step = _smooth_field(rng)
+    objects = [base * torch.exp(1j * k * step) for k in range(WINDOW_EPOCHS + 1)]
+    alone = _monitor()
+    earlier = 3 * WINDOW_EPOCHS * alone.smooth.size(alone.smooth(objects[0], objects[1]))
+    continued = DriftMonitor(_smooth(), travelled=earlier)
+    for a, b in itertools.pairwise(objects):
+        first, second = alone.update(alone.smooth(a, b)), continued.update(continued.smooth(a, b))
+    assert first.movement == pytest.approx(1.0, rel=1e-3)
+    assert second.movement == pytest.approx(0.25, rel=1e-3)
+    assert second.straightness == pytest.approx(first.straightness)
+    assert continued.travelled == pytest.approx(4 * alone.travelled, rel=1e-3)
+
+
 def test_without_counts_only_convergence_and_the_cap_stop() -> None:
     rows = [(0.1, 1.0, None)] * 4
     rule = StopRule(max_epochs=4, use_noise_floor=False)

@@ -44,7 +44,11 @@ under the jitter (plain LSQML gained 0.01-0.05 SSIM later); 0.2 met both quality
 SETTLED_MOVEMENT = 0.01
 """Converged also when the window's net low-pass movement is below this fraction of the path
 the object's low-pass part has travelled since `FIRST_COUNTED_EPOCH`: what is left moves the
-object by less than 1 % of the way it has come (a relative tolerance). Dense scans at high
+object by less than 1 % of the way it has come (a relative tolerance). A run that refines the
+half-resolution start counts that stage's path too: the object came that way, and counted
+from the refinement alone (a short path from a close start) the tolerance held scans at
+0.4-0.55 diameters for 50-150 epochs of wander that moved phase SSIM by 0.001-0.005
+(docs/performance.md). Dense scans at high
 dose wander on for 30-70 epochs after their steady drift with straightness 0.2-0.8 while
 their quality changes by 0.001-0.003 phase SSIM; one slowed below 1 % while its path was
 still 0.83 straight, and 18 more epochs moved its phase SSIM by 0.001 (docs/performance.md)."""
@@ -330,14 +334,18 @@ class DriftMonitor:
     """How consistently and how far the object still moves: the straightness of the path its
     smooth changes (`SmoothChange`) trace over the last `window` epochs,
     |sum of the changes| / sum of |change|, and that net movement relative to the whole path
-    travelled."""
+    travelled (this run's, and `travelled` given for what came before it)."""
 
-    def __init__(self, smooth: SmoothChange, window: int = WINDOW_EPOCHS) -> None:
+    def __init__(
+        self, smooth: SmoothChange, window: int = WINDOW_EPOCHS, travelled: float = 0.0
+    ) -> None:
         self.smooth = smooth
         self.window = window
         self.changes: deque[Any] = deque(maxlen=window)
         self.sizes: deque[float] = deque(maxlen=window)
-        self.travelled = 0.0
+        self.travelled = travelled
+        """The sizes of every change so far, summed, on top of `travelled` given: the path
+        of an earlier stage that brought the object here (the half-resolution start's)."""
 
     def update(self, change: Any) -> Drift:
         """Record one epoch's smooth change and read the drift."""

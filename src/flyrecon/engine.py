@@ -71,6 +71,9 @@ class EngineResult:
     """How many final iterates were averaged into `object` (0: the last iterate)."""
     coarse_epochs: int = 0
     """Epochs of the half-resolution start (`flyrecon.coarse`) before `epochs_run`; 0: none."""
+    travelled: float = 0.0
+    """The path the object's smooth part travelled (`convergence.DriftMonitor`), with the
+    half-resolution start's; 0 without the automatic stop."""
 
 
 def cuda_available() -> bool:
@@ -363,7 +366,8 @@ def run_engine(
     (`flyrecon.coarse`: at most `coarse.MAX_EPOCHS` and `max_epochs` epochs there; if that
     stage fails the run starts flat; `coarse_start=False` skips it; when the noise floor
     ends the full-resolution run, its last iterates are averaged, as after more than
-    `WINDOW_EPOCHS` epochs in any run but the half-resolution stage). Raises
+    `WINDOW_EPOCHS` epochs in any run but the half-resolution stage; that stage's path counts
+    as travelled in the refinement's settled-movement stop). Raises
     `ReconstructionError` when pty-chi raises or the loss stops being finite.
     """
     if (
@@ -383,7 +387,12 @@ def run_engine(
             )
             return result
         result = _run(
-            started, settings, on_epoch=on_epoch, inspect=inspect, average_at_floor_after=0
+            started,
+            settings,
+            on_epoch=on_epoch,
+            inspect=inspect,
+            average_at_floor_after=0,
+            travelled_before=first.travelled,
         )
         result.coarse_epochs = first.epochs_run
         why = (
@@ -424,10 +433,12 @@ def _run(
     on_epoch: EpochCallback | None = None,
     inspect: ObjectCallback | None = None,
     average_at_floor_after: int | None = WINDOW_EPOCHS,
+    travelled_before: float = 0.0,
 ) -> EngineResult:
     """`run_engine` without the coarse start. A noise-floor stop after more than
     `average_at_floor_after` epochs returns the average of the last iterates, an earlier one
-    the crossing (`StopRule.average_at_floor_after`)."""
+    the crossing (`StopRule.average_at_floor_after`). `travelled_before`: the path of the
+    stage this run continues (`DriftMonitor`), counted in the settled-movement stop."""
     import logging
     import warnings
 
@@ -477,7 +488,11 @@ def _run(
                 if auto and counts
                 else None
             )
-            drift = DriftMonitor(_smooth_change(task, inp)) if auto else None
+            drift = (
+                DriftMonitor(_smooth_change(task, inp), travelled=travelled_before)
+                if auto
+                else None
+            )
         except Exception as exc:
             raise ReconstructionError(
                 f"pty-chi could not set up the task: {one_line(exc)}"
@@ -562,6 +577,7 @@ def _run(
             options_dict = json.loads(json.dumps(options.get_dict(), default=str))
         except Exception:  # pragma: no cover - recording options must never fail a job
             options_dict = {"unavailable": True}
+        travelled = drift.travelled if drift is not None else 0.0
         del task, check, drift, window, momentum, previous
     if auto and not counts and decision.kind == StopKind.CAP:
         decision = StopDecision(
@@ -581,6 +597,7 @@ def _run(
         stop_kind=decision.kind,
         stop_reason=decision.reason,
         averaged_epochs=averaged,
+        travelled=travelled,
     )
 
 
