@@ -156,8 +156,8 @@ def test_the_monitor_measures_movement_against_the_path_travelled() -> None:
 
 
 def test_the_path_of_an_earlier_stage_counts_as_travelled() -> None:
-    """The same steady drift, continuing a stage whose path was three times this run's
-    window: the window's movement is a quarter of what it is counted alone."""
+    """A steady drift read alone and as the continuation of a stage whose path was three
+    times this run's: the window's movement is a quarter of what it is alone."""
     rng = np.random.default_rng(4)
     base = torch.exp(1j * _smooth_field(rng, 0.5)).to(torch.complex64)
     step = _smooth_field(rng)

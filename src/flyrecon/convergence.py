@@ -44,14 +44,14 @@ under the jitter (plain LSQML gained 0.01-0.05 SSIM later); 0.2 met both quality
 SETTLED_MOVEMENT = 0.01
 """Converged also when the window's net low-pass movement is below this fraction of the path
 the object's low-pass part has travelled since `FIRST_COUNTED_EPOCH`: what is left moves the
-object by less than 1 % of the way it has come (a relative tolerance). A run that refines the
-half-resolution start counts that stage's path too: the object came that way, and counted
-from the refinement alone (a short path from a close start) the tolerance held scans at
-0.4-0.55 diameters for 50-150 epochs of wander that moved phase SSIM by 0.001-0.005
-(docs/performance.md). Dense scans at high
+object by less than 1 % of the way it has come (a relative tolerance). Dense scans at high
 dose wander on for 30-70 epochs after their steady drift with straightness 0.2-0.8 while
 their quality changes by 0.001-0.003 phase SSIM; one slowed below 1 % while its path was
-still 0.83 straight, and 18 more epochs moved its phase SSIM by 0.001 (docs/performance.md)."""
+still 0.83 straight, and 18 more epochs moved its phase SSIM by 0.001. A run that refines the
+half-resolution start counts that stage's path too: the object came that way, and counted
+from the refinement alone (a short path from a close start) the tolerance held scans at
+0.4-0.55 diameters for 35-151 epochs of a wander that moved phase SSIM by 0.001-0.012
+(docs/performance.md)."""
 FIRST_COUNTED_EPOCH = 3
 """Changes before this epoch are not judged: LSQML's first epoch only rescales the probe and
 its second makes the first, large step away from the flat start."""
