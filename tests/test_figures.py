@@ -61,6 +61,39 @@ def test_job_figure_writes_a_png(tmp_path: Path, job: dict) -> None:
     assert_png(path, (800, 600))
 
 
+def test_job_figure_keeps_every_panel_and_its_labels_inside_the_figure(
+    tmp_path: Path, job: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss over one decade gets labelled minor ticks (3 x 10^-2): the loss panel, at the
+    figure's left edge, must leave them room."""
+    from matplotlib.figure import Figure
+
+    save, cut = Figure.savefig, []
+
+    def save_and_measure(fig: Figure, *args, **kwargs) -> None:
+        save(fig, *args, **kwargs)
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            box = ax.get_tightbbox(renderer)
+            if box.x0 < 0 or box.x1 > fig.bbox.width or box.y0 < 0:
+                cut.append((ax.get_title(), box.x0, box.x1))
+
+    monkeypatch.setattr(Figure, "savefig", save_and_measure)
+    evaluation = job["evaluation"]
+    loss = list(np.geomspace(0.1, 0.012, 40))
+    job_figure(
+        tmp_path / "job.png",
+        evaluation.aligned,
+        job["truth"],
+        job["mask"],
+        field(2)[:16, :16],
+        loss,
+        evaluation.metrics["frc"],
+        "job",
+    )
+    assert cut == []
+
+
 def test_job_figure_copes_without_loss_or_frc(tmp_path: Path, job: dict) -> None:
     path = job_figure(
         tmp_path / "bare.png", job["truth"], job["truth"], job["mask"], field(2), [], None, "bare"

@@ -208,7 +208,7 @@ def job_figure(
     probe_phase = None if probe is None else np.angle(probe)
     fig = plt.figure(figsize=(15, 11))  # a fixed grid: constrained layout costs ~1 s per job
     grid = fig.add_gridspec(
-        3, 4, left=0.03, right=0.96, top=0.93, bottom=0.05, hspace=0.28, wspace=0.3
+        3, 4, left=0.06, right=0.96, top=0.93, bottom=0.05, hspace=0.28, wspace=0.3
     )
     amp_limits, phase_limits = _shared_limits(amp_t, amp_r), _shared_limits(phase_t, phase_r)
     rows = [
