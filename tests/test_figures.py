@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flyrecon.figures import JobSummary, job_figure, reconstruction_figure, study_figures
+from flyrecon.figures import (
+    JobSummary,
+    StopMarks,
+    job_figure,
+    reconstruction_figure,
+    study_figures,
+)
 from flyrecon.metrics import evaluate
 from flyrecon.report import phase_image
 
@@ -61,26 +67,30 @@ def test_job_figure_writes_a_png(tmp_path: Path, job: dict) -> None:
     assert_png(path, (800, 600))
 
 
+@pytest.mark.parametrize("span", [(0.1, 0.012), (0.03, 0.021), (0.5, 1e-4)])
 def test_job_figure_keeps_every_panel_and_its_labels_inside_the_figure(
-    tmp_path: Path, job: dict, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, job: dict, monkeypatch: pytest.MonkeyPatch, span: tuple[float, float]
 ) -> None:
-    """A loss over one decade gets labelled minor ticks (3 x 10^-2): the loss panel, at the
-    figure's left edge, must leave them room."""
+    """A loss over less than two decades gets labelled minor ticks (0.028): the loss panel,
+    at the figure's left edge, must leave them and its axis label room. Its epochs are
+    whole numbers."""
     from matplotlib.figure import Figure
 
-    save, cut = Figure.savefig, []
+    save, cut, ticks = Figure.savefig, [], []
 
     def save_and_measure(fig: Figure, *args, **kwargs) -> None:
         save(fig, *args, **kwargs)
         renderer = fig.canvas.get_renderer()
         for ax in fig.axes:
+            if ax.get_title().startswith("loss"):
+                ticks.extend(ax.get_xticks())
             box = ax.get_tightbbox(renderer)
             if box.x0 < 0 or box.x1 > fig.bbox.width or box.y0 < 0:
                 cut.append((ax.get_title(), box.x0, box.x1))
 
     monkeypatch.setattr(Figure, "savefig", save_and_measure)
     evaluation = job["evaluation"]
-    loss = list(np.geomspace(0.1, 0.012, 40))
+    loss = list(np.geomspace(*span, 17))  # 17 epochs: matplotlib would tick 2.5, 7.5
     job_figure(
         tmp_path / "job.png",
         evaluation.aligned,
@@ -90,8 +100,10 @@ def test_job_figure_keeps_every_panel_and_its_labels_inside_the_figure(
         loss,
         evaluation.metrics["frc"],
         "job",
+        StopMarks({}, "noise floor", stop_epoch=17, averaged_epochs=8),
     )
     assert cut == []
+    assert ticks and all(float(t).is_integer() for t in ticks)  # epochs
 
 
 def test_job_figure_copes_without_loss_or_frc(tmp_path: Path, job: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,20 @@ def _plot_frc(ax, frc: dict[str, list[float]] | None) -> None:
     ax.legend(fontsize=8)
 
 
+@cache
+def _compact_log_formatter() -> type:
+    """matplotlib's log-axis formatter, labelling the ticks it chooses as 0.028, not as
+    2.8 x 10^-2: a loss over less than two decades gets labelled minor ticks, and the
+    narrower form keeps them inside the job figure's left edge."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class CompactLogFormatter(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:.3g}" if super().__call__(x, pos) else ""
+
+    return CompactLogFormatter
+
+
 @dataclass(frozen=True)
 class StopMarks:
     """What the loss panel shows of the automatic stop."""
@@ -127,10 +142,16 @@ def _plot_loss(ax, loss: list[float] | np.ndarray, marks: StopMarks | None = Non
     if loss.size == 0:
         ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
         return
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.arange(1, loss.size + 1)
     ax.plot(epochs, loss, marker=".", color="C0", label="loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: no 2.5
     if np.all(loss[np.isfinite(loss)] > 0):
         ax.set_yscale("log")
+        compact = _compact_log_formatter()
+        ax.yaxis.set_major_formatter(compact(base=10))
+        ax.yaxis.set_minor_formatter(compact(base=10, labelOnlyBase=False))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss", color="C0")
     if marks is None:
