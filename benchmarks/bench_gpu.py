@@ -80,8 +80,13 @@ def _flyrecon(*args: str) -> list[str]:
 
 
 def _run(cmd: list[str]) -> float:
+    """Seconds `cmd` took; a failure raises with the end of its output (a one-shot GPU run
+    must say why a phase failed)."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"exit {done.returncode}: " + " | ".join(tail))
     return time.perf_counter() - start
 
 
@@ -119,7 +124,7 @@ def plain_loop(npz: Path, device: str, epochs: int) -> dict[str, Any]:
     import torch
 
     from flyrecon.data import load_dataset
-    from flyrecon.engine import build_options, import_ptychi, new_task
+    from flyrecon.engine import build_options, data_fits_on_device, import_ptychi, new_task
     from flyrecon.inputs import engine_input
     from flyrecon.options import Algorithm, ReconSettings
     from flyrecon.scoring import score
@@ -129,6 +134,8 @@ def plain_loop(npz: Path, device: str, epochs: int) -> dict[str, Any]:
     dataset = load_dataset(npz)
     inp, canvas = engine_input(dataset, settings)
     options = build_options(settings, device, inp.intensities.shape[0])
+    # as flyrecon's run keeps them: patterns on the GPU where they fit
+    options.data_options.save_data_on_device = data_fits_on_device(device, inp.intensities.nbytes)
     task = new_task(options, inp)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
@@ -140,6 +147,9 @@ def plain_loop(npz: Path, device: str, epochs: int) -> dict[str, Any]:
     obj = task.get_data_to_cpu("object", as_numpy=True)[0]
     scored = score(dataset, canvas, obj)
     metrics_s = time.perf_counter() - start
+    del task
+    if device == "cuda":
+        torch.cuda.empty_cache()  # leave the GPU's memory to the phases after this one
     return {"loop_s": loop_s, "metrics_s": metrics_s, "phase_ssim": scored.metrics["phase_ssim"]}
 
 

@@ -98,6 +98,27 @@ def resolve_device(device: Device) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+def usable_device(device: Device) -> tuple[str, str]:
+    """`resolve_device`, with the GPU started (its context created): ("cuda" or "cpu", a note).
+
+    torch counts a GPU that cannot run anything (held by another process in exclusive mode,
+    no memory left for a context, an error state) as available. With `--device auto` the run
+    then goes to the CPU and the note says why; with `--device cuda` it fails with a one-line
+    `ReconstructionError`. The note is empty when nothing was changed."""
+    name = resolve_device(device)
+    if name != "cuda":
+        return name, ""
+    import torch
+
+    try:
+        torch.cuda.mem_get_info()  # the first call that needs a CUDA context
+    except Exception as exc:  # torch raises several kinds for one cause
+        if device == Device.CUDA:
+            raise ReconstructionError(f"the GPU cannot be used: {one_line(exc)}") from exc
+        return "cpu", f"the GPU cannot be used ({one_line(exc)}), so on the CPU"
+    return name, ""
+
+
 ADAM_OBJECT_STEP = 2e-2
 """Adam step size of the object (pty-chi autodiff `step_size`); see docs/performance.md."""
 ADAM_PROBE_STEP = 1e-3
@@ -168,8 +189,11 @@ def warm_up(device: Device) -> None:
     if device != Device.CPU:
         import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.init()
+        try:
+            if torch.cuda.is_available():
+                torch.cuda.init()
+        except Exception:  # the run reports an unusable GPU (`usable_device`)
+            return
 
 
 def build_options(settings: ReconSettings, device: str, n_patterns: int) -> Any:
@@ -240,15 +264,33 @@ def _torch_state(threads: int | None):
         yield
     finally:
         torch.set_num_threads(old_threads)
-        torch.set_default_device(old_device)
+        # torch reports "cpu" when no default was set; setting "cpu" would leave a device
+        # mode (a cost on every call) where there was none
+        torch.set_default_device(None if old_device.type == "cpu" else old_device)
         torch.set_default_dtype(old_dtype)
+
+
+@contextmanager
+def _memory_errors():
+    """A device (or host) out of memory in the run becomes a one-line `ReconstructionError`;
+    pty-chi's own calls are converted where they are made."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        raise ReconstructionError(f"out of memory: {one_line(exc)}") from exc
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise ReconstructionError(f"out of memory: {one_line(exc)}") from exc
 
 
 DEVICE_DATA_SHARE = 0.25
 """Keep the measured patterns on the GPU when they take at most this share of its free memory."""
 
 
-def _data_fits_on_device(device: str, nbytes: int) -> bool:
+def data_fits_on_device(device: str, nbytes: int) -> bool:
     """Whether the patterns should live on the GPU (saves a host-to-device copy per batch)."""
     if device != "cuda":
         return False
@@ -308,19 +350,48 @@ class _FitVsNoise:
 
 
 def new_task(options: Any, inp: EngineInput) -> Any:
-    """A pty-chi task for `inp` with `options` (from `build_options`); line scans included."""
+    """A pty-chi task for `inp` with `options` (from `build_options`); line scans included.
+
+    Patterns kept on the GPU (`save_data_on_device`) that do not fit there after all (other
+    jobs share the GPU) are kept on the host instead. The batch order follows the seed."""
+    import torch
     from ptychi.api.task import PtychographyTask
 
-    task = PtychographyTask(
-        options,
-        diffraction_data=inp.intensities,
-        object_data=inp.object_init[None],
-        probe_data=inp.probe_init[None, None],
-        probe_position_x_px=inp.positions_px[:, 1],
-        probe_position_y_px=inp.positions_px[:, 0],
-    )
+    def task_for(options: Any) -> Any:
+        return PtychographyTask(
+            options,
+            diffraction_data=inp.intensities,
+            object_data=inp.object_init[None],
+            probe_data=inp.probe_init[None, None],
+            probe_position_x_px=inp.positions_px[:, 1],
+            probe_position_y_px=inp.positions_px[:, 0],
+        )
+
+    try:
+        task = task_for(options)
+    except torch.OutOfMemoryError:
+        if not options.data_options.save_data_on_device:
+            raise
+        options.data_options.save_data_on_device = False
+        torch.cuda.empty_cache()
+        task = task_for(options)
+    _seed_batches(task, options.reconstructor_options.random_seed)
     _widen_flat_roi(task)
     return task
+
+
+def _seed_batches(task: Any, seed: int | None) -> None:
+    """Make the batch order follow `seed` (None: a fresh random order).
+
+    pty-chi shuffles the patterns with a `torch.Generator` of its own, created with torch's
+    fixed default seed: whatever `random_seed` says, every run drew the same batches."""
+    generator = getattr(getattr(task.reconstructor, "dataloader", None), "generator", None)
+    if generator is None:
+        return
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
 
 
 def _widen_flat_roi(task: Any) -> None:
@@ -367,9 +438,29 @@ def run_engine(
     stage fails the run starts flat; `coarse_start=False` skips it; when the noise floor
     ends the full-resolution run, its last iterates are averaged, as after more than
     `WINDOW_EPOCHS` epochs in any run but the half-resolution stage; that stage's path counts
-    as travelled in the refinement's settled-movement stop). Raises
-    `ReconstructionError` when pty-chi raises or the loss stops being finite.
+    as travelled in the refinement's settled-movement stop). A GPU that `--device auto` finds
+    unusable sends the run to the CPU (`usable_device`; the stop reason says so). Raises
+    `ReconstructionError` when pty-chi raises, the loss stops being finite or the device runs
+    out of memory.
     """
+    _, note = usable_device(settings.device)
+    if note:
+        settings = settings.model_copy(update={"device": Device.CPU})
+    result = _run_on(inp, settings, on_epoch, inspect, coarse_start=coarse_start)
+    if note:
+        result.stop_reason = f"{note}: {result.stop_reason}"
+    return result
+
+
+def _run_on(
+    inp: EngineInput,
+    settings: ReconSettings,
+    on_epoch: EpochCallback | None,
+    inspect: ObjectCallback | None,
+    *,
+    coarse_start: bool,
+) -> EngineResult:
+    """`run_engine` on a device known to work."""
     if (
         coarse_start
         and settings.num_epochs is None
@@ -473,15 +564,16 @@ def _run(
         warnings.catch_warnings(),
         _faster_kernels(),
         eager_dynamo(),
+        _memory_errors(),
     ):
         warnings.filterwarnings("ignore", category=UserWarning)
         logging.getLogger("ptychi").setLevel(logging.WARNING)
         options = build_options(settings, device, inp.intensities.shape[0])
         options.reconstructor_options.num_epochs = planned
-        options.data_options.save_data_on_device = _data_fits_on_device(
-            device, inp.intensities.nbytes
-        )
         try:
+            options.data_options.save_data_on_device = data_fits_on_device(
+                device, inp.intensities.nbytes
+            )
             task = new_task(options, inp)
             check = (
                 _FitVsNoise(task, inp.intensities, inp.positions_px, settings.seed)

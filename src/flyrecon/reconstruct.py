@@ -275,7 +275,7 @@ def _run_logged(
         result.traceback = traceback.format_exc()
     except Exception as exc:  # unexpected: the job fails, the process goes on
         result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
-        result.message = f"unexpected error: {type(exc).__name__}: {exc}"
+        result.message = f"unexpected error: {one_line(exc)}"
         result.traceback = traceback.format_exc()
         logger.error("%s", result.traceback)
     finally:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from flyrecon import __version__, layout
 from flyrecon.engine import EngineFn, EpochCallback
-from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError
+from flyrecon.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FlyreconError, one_line
 from flyrecon.hashing import file_sha256
 from flyrecon.options import PhysicalGeometry, ReconSettings, ReconstructOptions, StudyOptions
 from flyrecon.records import JobRecord, JobResult, JobStamp, JobStatus, read_record, write_record
@@ -154,7 +154,7 @@ def run_job(
     except Exception as exc:  # reconstruct never raises; a bug might
         return failed_record(
             job,
-            f"unexpected error: {type(exc).__name__}: {exc}",
+            f"unexpected error: {one_line(exc)}",
             wall_time_s=time.perf_counter() - start,
             fingerprint=fingerprint,
         )

@@ -4,7 +4,8 @@
 or CUDA state) and stay up for the whole study, so each pays its imports once. On the CPU each
 worker gets `cores // N` torch threads unless `--threads` says otherwise (set in the worker,
 not in the settings, so a job's fingerprint, and so resume, is the same as with `--jobs 1`);
-with `--device cuda` the workers share the GPU.
+with `--device cuda` or `auto` the workers share the GPU, or on a machine with several take
+them in turn (worker k uses GPU k mod their number; `CUDA_VISIBLE_DEVICES` chooses which).
 
 A worker that dies (killed, out of memory, crashed) fails only the job it held, with the
 reason; a new worker takes its place and the study goes on. Ctrl-C stops the workers and
@@ -46,8 +47,22 @@ def threads_per_job(options: StudyOptions, jobs: int) -> int | None:
     return max(1, available_cores() // max(1, jobs))
 
 
+def use_gpu_of_slot(slot: int) -> None:
+    """Make GPU `slot` mod their number this process's CUDA device, where torch sees several.
+    A GPU that cannot be used is left to the run to report (`engine.usable_device`)."""
+    import torch
+
+    try:
+        count = torch.cuda.device_count()
+        if count > 1:
+            torch.cuda.set_device(slot % count)
+    except Exception:  # the run reports an unusable GPU
+        return
+
+
 def _worker(
     worker_id: int,
+    slot: int,
     tasks: Any,
     results: Any,
     job_fn: JobFunction,
@@ -55,13 +70,17 @@ def _worker(
     threads: int | None,
 ) -> None:
     """A worker process: run the jobs it is given, report epochs and records, until told to
-    stop (None). Ctrl-C is the parent's to handle; SIGTERM ends the worker (see the module)."""
+    stop (None). Ctrl-C is the parent's to handle; SIGTERM ends the worker (see the module).
+    `slot`: the worker's place in the pool (a replacement takes its predecessor's), which
+    chooses its GPU."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, raise_terminated)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    if options.settings.device != Device.CPU:
+        use_gpu_of_slot(slot)
     try:
         while (job := tasks.get()) is not None:
 
@@ -84,6 +103,7 @@ def _worker(
 class _Worker:
     process: Any
     tasks: Any
+    slot: int
     job: Job | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -112,18 +132,18 @@ def execute_processes(
     next_id = 0
     started = 0
 
-    def spawn() -> int:
+    def spawn(slot: int) -> int:
         nonlocal next_id
         worker_id, next_id = next_id, next_id + 1
         tasks = context.Queue()
         process = context.Process(
             target=_worker,
-            args=(worker_id, tasks, results, job_fn, options, threads),
+            args=(worker_id, slot, tasks, results, job_fn, options, threads),
             name=f"flyrecon-job-{worker_id}",
             daemon=True,
         )
         process.start()
-        workers[worker_id] = _Worker(process, tasks)
+        workers[worker_id] = _Worker(process, tasks, slot)
         return worker_id
 
     def assign(worker_id: int) -> None:
@@ -138,8 +158,8 @@ def execute_processes(
         observer.job_started(job, started, len(jobs))
 
     try:
-        for _ in range(n):
-            assign(spawn())
+        for slot in range(n):
+            assign(spawn(slot))
         while any(w.job is not None for w in workers.values()):
             try:
                 kind, worker_id, key, payload = results.get(timeout=POLL_S)
@@ -152,7 +172,7 @@ def execute_processes(
                         del workers[worker_id]
                         yield job, failed_record(job, f"{reason}; the other jobs went on")
                         if pending:
-                            assign(spawn())
+                            assign(spawn(worker.slot))
                 continue
             worker = workers.get(worker_id)
             if worker is None or worker.job is None or worker.job.key != key:
