@@ -1,4 +1,5 @@
-"""Every kind of invalid input: exit code 2, one line naming file and problem, nothing written."""
+"""Every kind of invalid input: exit code 2, one line naming file and problem, nothing written
+or removed."""
 
 from __future__ import annotations
 
@@ -32,8 +33,7 @@ def test_invalid_input_is_rejected_cleanly(case: Case, tmp_path: Path) -> None:
     for fragment in case.expect:
         assert fragment in message
     assert "Traceback" not in result.output
-    assert not (out / "result.json").exists()
-    assert not (out / "ptychi_reconstruction.npz").exists()
+    assert not out.exists()  # checked before the output folder is made
     assert not PWNED.exists(), "unpickling ran code"
 
 
@@ -470,3 +470,82 @@ def test_memory_follows_the_cgroup_limit(
     available = memory.usable_memory_bytes()
     assert available is not None
     assert available == expected if expected is not None else available > 1_000_000
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=[c.name for c in CASES[:6]])
+def test_a_bad_input_leaves_an_earlier_result_whole(
+    case: Case, tiny_npz: Path, tmp_path: Path
+) -> None:
+    """A job re-run on a broken input must not wipe the folder's complete earlier result."""
+    from helpers import FakeEngine
+
+    out = tmp_path / "out"
+    assert reconstruct(
+        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
+    ).ok
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = case.write(tmp_path)
+    result = runner.invoke(app, ["reconstruct", "--input-npz", str(bad), "--output-dir", str(out)])
+    assert result.exit_code == 2, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", ["reconstruct.log", "result.json", "ptychi_reconstruction.npz"])
+def test_an_output_name_taken_by_a_folder_is_refused_before_anything_is_written(
+    name: str, tiny_npz: Path, tmp_path: Path
+) -> None:
+    from helpers import FakeEngine
+
+    out = tmp_path / "out"
+    assert reconstruct(
+        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
+    ).ok
+    blocked = out / name
+    blocked.unlink()
+    blocked.mkdir()
+    before = sorted(p.name for p in out.iterdir())
+    result = reconstruct(
+        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
+    )
+    assert result.returncode == 2
+    assert result.message == f"{blocked}: is in the way of an output of this job (not a file)"
+    assert sorted(p.name for p in out.iterdir()) == before  # the earlier outputs stay
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+
+
+def test_a_scan_whose_canvas_this_machine_cannot_hold_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file can describe a huge scan: 8 patterns spread over a 3000 px object (the
+    canvas, not the file, sets what a run holds)."""
+    import flyrecon.memory as memory
+    from corrupt.cases import valid_arrays
+
+    arrays = valid_arrays()
+    arrays["diffraction"] = arrays["diffraction"][:8]
+    arrays["objectGuess"] = np.ones((3000, 3000), dtype=np.complex64)
+    arrays["xcoords"] = np.linspace(100, 2900, 8)
+    arrays["ycoords"] = np.linspace(100, 2900, 8)[::-1].copy()
+    for key in ("xcoords_start", "ycoords_start"):
+        arrays[key] = arrays[key[:7]]
+    bad = tmp_path / "wide.npz"
+    np.savez_compressed(bad, **arrays)
+    monkeypatch.setattr(memory, "usable_memory_bytes", lambda: 2**30)
+    out = tmp_path / "out"
+    result = reconstruct(ReconstructOptions(input_npz=bad, output_dir=out))
+    assert result.returncode == 2, result.message
+    assert result.message.startswith(f"{bad}: xcoords, ycoords: reconstructing the scan's ")
+    assert "more than this machine's memory (1.1 GB)" in result.message
+    assert not out.exists()
+
+
+def test_no_import_is_left_running_when_a_bad_input_returns(tmp_path: Path) -> None:
+    """The engine's warm-up thread (torch, pty-chi) must be done before `reconstruct` returns:
+    a process that exits while a thread imports torch can crash (segfault at exit)."""
+    import threading
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    result = reconstruct(ReconstructOptions(input_npz=bad, output_dir=tmp_path / "out"))
+    assert result.returncode == 2
+    assert not [t for t in threading.enumerate() if t.name == "flyrecon-warm-up"]

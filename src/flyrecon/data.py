@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Collection, Mapping
@@ -75,20 +76,34 @@ def _fail(path: Path, problem: str, key: str | None = None) -> InputError:
     return InputError(path, problem, key)
 
 
-def _check_is_npz(path: Path) -> None:
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
+
+
+def check_npz_file(path: Path) -> None:
+    """Refuse (`InputError`) a path that cannot be an NPZ file, saying what it is instead."""
     if not path.exists():
+        if path.is_symlink():
+            raise _fail(path, "is a symbolic link to nothing (its target is missing, or it loops)")
         raise _fail(path, "file not found")
     if path.is_dir():
         raise _fail(path, "is a directory, expected an .npz file")
+    if not path.is_file():
+        raise _fail(path, "is not a regular file (a pipe, socket or device), expected an .npz file")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "cannot be read (permission denied)")
     if path.stat().st_size == 0:
         raise _fail(path, "file is empty")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            starts_as_zip = fh.read(len(ZIP_LOCAL_HEADER)) == ZIP_LOCAL_HEADER
+        if starts_as_zip:
+            raise _fail(path, "is a damaged zip archive (truncated: its directory is missing)")
         raise _fail(path, "not an NPZ archive (not a zip file)")
 
 
 def open_npz(path: Path) -> Any:
     """An open NPZ archive (`np.load`, no pickles); `InputError` for anything that is not one."""
-    _check_is_npz(path)
+    check_npz_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:

@@ -14,17 +14,19 @@ import threading
 import time
 import traceback
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, folder_lock, write_json, write_with
-from flyrecon.data import PtychoDataset, load_dataset
-from flyrecon.engine import EngineFn, EngineResult, EpochCallback, resolve_device
+from flyrecon.data import PtychoDataset, check_npz_file, load_dataset
+from flyrecon.engine import EngineFn, EngineInput, EngineResult, EpochCallback, resolve_device
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
-from flyrecon.geometry import Canvas
+from flyrecon.geometry import Canvas, canvas_for
 from flyrecon.inputs import engine_input
+from flyrecon.memory import check_memory
 from flyrecon.options import Device, ObjectInit, ReconstructOptions
 from flyrecon.product import ProductData, build_product, recorded_geometry, write_product
 from flyrecon.records import JobResult, JobStatus, write_record
@@ -42,6 +44,15 @@ def _make_output_dir(output_dir: Path) -> None:
         ) from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise InputError(output_dir, "output directory is not writable")
+
+
+def _check_output_names(output_dir: Path, log_name: str) -> None:
+    """Refuse a folder where an output's name is taken by a folder (or another non-file): the
+    run would fail at its end, its other outputs written and no result.json."""
+    for name in (*layout.JOB_OUTPUTS, layout.JOB_JSON, log_name):
+        path = output_dir / name
+        if path.exists() and not path.is_file():
+            raise InputError(path, "is in the way of an output of this job (not a file)")
 
 
 def _clear_outputs(output_dir: Path, log_name: str) -> None:
@@ -213,9 +224,10 @@ def reconstruct(
         output_dir=str(out),
         options=settings.model_dump(mode="json"),
     )
-    if not options.input_npz.is_file():  # nothing is created for an input that is not there
-        problem = "is a directory, not an NPZ file" if options.input_npz.is_dir() else "not found"
-        return _invalid(result, f"{options.input_npz}: {problem}", start)
+    try:  # nothing is started for an input that is not there
+        check_npz_file(options.input_npz)
+    except InputError as exc:
+        return _invalid(result, str(exc), start)
     device_problem = _device_problem(settings.device)
     if device_problem:  # before the folder is touched: a wrong node must not wipe results
         return _invalid(result, device_problem, start)
@@ -225,10 +237,44 @@ def reconstruct(
             "another output directory"
         )
         return _invalid(result, message, start)
+    warm_up = None
+    if engine is None:
+        from flyrecon.engine import run_engine as engine
+        from flyrecon.engine import warm_up as warm_engine
+
+        warm_up = threading.Thread(
+            target=warm_engine, args=(settings.device,), name="flyrecon-warm-up", daemon=True
+        )
+        warm_up.start()  # imports and CUDA start overlap with loading the data
+    try:
+        return _reconstruct_into(options, result, start, on_epoch, engine, warm_up)
+    finally:
+        if warm_up is not None:  # a process must not end while the thread imports torch
+            warm_up.join()
+
+
+def _reconstruct_into(
+    options: ReconstructOptions,
+    result: JobResult,
+    start: float,
+    on_epoch: EpochCallback | None,
+    engine: EngineFn,
+    warm_up: threading.Thread | None,
+) -> JobResult:
+    """`reconstruct` once the request is known to be runnable here: the input is read and
+    checked before the output folder is touched (a bad input must not wipe results)."""
+    out = options.output_dir
+    try:
+        prepared = _prepare(options)
+    except FlyreconError as exc:
+        return _invalid(result, str(exc), start, exc.exit_code)
+    except Exception as exc:  # a bug: the job fails, never raises
+        return _invalid(result, f"unexpected error: {one_line(exc)}", start, EXIT_FAILED)
     with ExitStack() as held:  # the folder's lock, held until result.json is written
         log_stack = ExitStack()
         try:
             _make_output_dir(out)
+            _check_output_names(out, options.log_name)
             held.enter_context(folder_lock(out))  # one run writes into a folder at a time
             _clear_outputs(out, options.log_name)
             log_tmp = log_stack.enter_context(atomic_path(out / options.log_name))
@@ -238,7 +284,7 @@ def reconstruct(
             message = f"{out}: cannot write in the output directory ({exc.strerror})"
             return _invalid(result, message, start)
         with log_stack:  # renames the log into place when the run ends
-            _run_logged(options, result, log_tmp, on_epoch, engine)
+            _run_logged(options, prepared, result, log_tmp, on_epoch, engine, warm_up)
         result.log_path = str(out / options.log_name)
         result.wall_time_s = time.perf_counter() - start
         if result.status != JobStatus.INVALID and out.is_dir():
@@ -253,17 +299,51 @@ def reconstruct(
     return result
 
 
+RUN_BYTES_PER_CANVAS_PX = 200
+"""Host memory a run holds per pixel of its canvas: pty-chi's object and its update buffers,
+flyrecon's iterate window, drift and momentum (a fixed-epoch run on an 8000 x 8000 canvas
+peaked at 115 bytes per pixel)."""
+RUN_BYTES_FIXED = 1e9
+"""What a run holds besides (Python, torch, pty-chi)."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The input, read, checked and converted for the engine."""
+
+    dataset: PtychoDataset
+    inp: EngineInput
+    canvas: Canvas
+
+
+def _prepare(options: ReconstructOptions) -> _Prepared:
+    """Read and check the input, refuse a scan whose canvas this machine cannot hold, and
+    convert it for the engine; raises `InputError`."""
+    dataset = load_dataset(options.input_npz, options.settings.n_images)
+    rows, cols = canvas_for(dataset.ycoords, dataset.xcoords, dataset.pattern_size).shape
+    check_memory(
+        RUN_BYTES_FIXED + RUN_BYTES_PER_CANVAS_PX * rows * cols + 3 * dataset.diffraction.nbytes,
+        options.input_npz,
+        f"reconstructing the scan's {rows} x {cols} px canvas",
+        "xcoords, ycoords",
+    )
+    inp, canvas = engine_input(dataset, options.settings)
+    return _Prepared(dataset, inp, canvas)
+
+
 def _run_logged(
     options: ReconstructOptions,
+    prepared: _Prepared,
     result: JobResult,
     log_file: Path,
     on_epoch: EpochCallback | None,
-    engine: EngineFn | None,
+    engine: EngineFn,
+    warm_up: threading.Thread | None,
 ) -> None:
     """`_run` with its log in `log_file`; every failure is recorded in `result`, not raised."""
     logger, handler = _make_logger(log_file)
     try:
-        _run(options, result, logger, on_epoch, engine)
+        _run(options, prepared, result, logger, on_epoch, engine, warm_up)
     except FlyreconError as exc:
         result.returncode, result.message = exc.exit_code, str(exc)
         result.status = JobStatus.INVALID if exc.exit_code == EXIT_USAGE else JobStatus.FAILED
@@ -306,27 +386,20 @@ def _prefetch_imports() -> threading.Thread:
 
 def _run(
     options: ReconstructOptions,
+    prepared: _Prepared,
     result: JobResult,
     logger: logging.Logger,
     on_epoch: EpochCallback | None,
-    engine_fn: EngineFn | None,
+    engine_fn: EngineFn,
+    warm_up: threading.Thread | None,
 ) -> None:
     """The body of `reconstruct`: fills `result`; raises FlyreconError subclasses on failure."""
     settings = options.settings
-    warm_up = None
-    if engine_fn is None:
-        from flyrecon.engine import run_engine as engine_fn
-        from flyrecon.engine import warm_up as warm_engine
-
-        warm_up = threading.Thread(
-            target=warm_engine, args=(settings.device,), name="flyrecon-warm-up", daemon=True
-        )
-        warm_up.start()  # imports and CUDA start overlap with loading the data
+    dataset, inp, canvas = prepared.dataset, prepared.inp, prepared.canvas
     logger.info(
         "flyrecon %s: reconstruct %s -> %s", __version__, options.input_npz, options.output_dir
     )
     logger.info("settings: %s", settings.model_dump_json())
-    dataset = load_dataset(options.input_npz, settings.n_images)
     result.n_patterns = dataset.n_patterns
     result.input_metadata = dataset.metadata
     result.doubts = list(dataset.doubts)
@@ -347,7 +420,6 @@ def _run(
         dataset.pattern_size,
         dataset.object_guess.shape,
     )
-    inp, canvas = engine_input(dataset, settings)
     logger.info("canvas %s at objectGuess origin %s", canvas.shape, canvas.origin_px)
     prefetch: list[threading.Thread] = []
 

@@ -6,6 +6,7 @@ Each case writes one bad file and names the problem its message must contain.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zipfile
 from collections.abc import Callable
@@ -93,6 +94,19 @@ def _truncated(folder: Path) -> Path:
 def _directory(folder: Path) -> Path:
     path = folder / "bad.npz"
     path.mkdir()
+    return path
+
+
+def _fifo(folder: Path) -> Path:
+    path = folder / "bad.npz"
+    os.mkfifo(path)  # opening it would wait for a writer forever
+    return path
+
+
+def _symlink_loop(folder: Path) -> Path:
+    path = folder / "bad.npz"
+    path.symlink_to(folder / "loop.npz")
+    (folder / "loop.npz").symlink_to(path)
     return path
 
 
@@ -274,10 +288,12 @@ CASES: list[Case] = [
         ("xcoords", "within 1 pixel"),
     ),
     Case("empty-file", _raw(b""), ("empty",)),
-    Case("truncated-zip", _truncated, ("NPZ",)),
+    Case("truncated-zip", _truncated, ("damaged zip archive", "truncated")),
     Case("not-npz", _raw(b"hello, I am a text file\n" * 10), ("not an NPZ",)),
     Case("zip-without-arrays", _zip_not_npy, ("missing required key",)),
     Case("directory", _directory, ("directory",)),
+    Case("fifo", _fifo, ("not a regular file",)),
+    Case("symlink-loop", _symlink_loop, ("symbolic link to nothing",)),
     Case("pickled-diffraction", _pickled("diffraction"), ("diffraction", "pickled")),
     Case("missing-file", lambda folder: folder / "absent.npz", ("not found",)),
     Case(
