@@ -198,6 +198,21 @@ def test_prep_synthetic_output_root_under_a_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "a-file" in result.stderr and "not a directory" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # no line left by a bar
+
+
+def test_prep_synthetic_refuses_a_dose_too_bright_to_reconstruct(tmp_path: Path) -> None:
+    """reconstruct takes intensities up to 1e12 per pixel (single precision); a study it
+    would refuse is not simulated."""
+    root = tmp_path / "study"
+    args = ["prep-synthetic", "--fixture", "--output-root", str(root)]
+    result = runner.invoke(app, [*args, "--dose", "1e15"])
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: --dose: at 1e+15 photons per pattern the brightest")
+    assert "choose a dose below" in message and len(message.splitlines()) == 1
+    assert not root.exists()
+    assert runner.invoke(app, [*args, "--dose", "1e12"]).exit_code == 0
 
 
 def test_prep_synthetic_refuses_an_object_too_bright_to_simulate(tmp_path: Path) -> None:
@@ -364,8 +379,13 @@ def test_prep_synthetic_refuses_a_design_larger_than_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
 ) -> None:
     import flyrecon.memory as memory
+    import flyrecon.synthetic as synthetic
+
+    def too_late(*args, **kwargs):  # quadratic in the positions: minutes for millions
+        raise AssertionError("the views were chosen before the memory check")
 
     monkeypatch.setattr(memory, "usable_memory_bytes", lambda: 2 * 10**9)
+    monkeypatch.setattr(synthetic, "_select_views", too_late)
     root = tmp_path / "study"
     result = runner.invoke(app, ["prep-synthetic", "--output-root", str(root), *flags])
     assert result.exit_code == 2, result.output

@@ -22,7 +22,7 @@ import numpy as np
 
 from flyrecon import __version__, layout, simulate
 from flyrecon.atomic import unwritable_dir_reason, write_json
-from flyrecon.data import PtychoDataset, load_complex_array, save_dataset
+from flyrecon.data import MAX_AMPLITUDE, PtychoDataset, load_complex_array, save_dataset
 from flyrecon.errors import InputError
 from flyrecon.hashing import file_sha256
 from flyrecon.memory import check_memory
@@ -302,6 +302,8 @@ def build_scene(options: SyntheticOptions) -> Scene:
         positions[split] = _scan(options, ranges, scan_rng)
         if not len(positions[split][0]):
             raise InputError(where, f"the {options.scan} scan puts no position in the {split} half")
+    n = sum(len(y) for y, _ in positions.values())  # refused before the views are chosen
+    _check_memory(n * size**2 * SIMULATION_BYTES_PER_PIXEL, f"{n} patterns", options)
     views = _select_views(options, positions, diameter, seeds["selection"])
     return Scene(obj, probe, positions, views, diameter, geometry)
 
@@ -587,10 +589,6 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
     scene = build_scene(options)
     identity = _study_identity(options, scene)
     _check_no_other_study(root, identity)
-    n = sum(len(scene.positions[split][0]) for split in SPLITS)
-    per_pattern = scene.probe.shape[0] ** 2 * SIMULATION_BYTES_PER_PIXEL
-    _check_memory(n * per_pattern, f"{n} patterns", options)
-    root.mkdir(parents=True, exist_ok=True)
     seeds = options.seeds()
     result = PrepResult(
         output_root=root,
@@ -625,6 +623,8 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
         step(f"far field ({split})")
     totals = {s: expected[s].sum(axis=(1, 2), dtype=np.float64) for s in SPLITS}
     mean_total = float(np.concatenate(list(totals.values())).mean())
+    _check_brightest(max(float(e.max()) for e in expected.values()) / mean_total, options)
+    root.mkdir(parents=True, exist_ok=True)
 
     for dose in options.doses:
         scale = dose / mean_total
@@ -643,6 +643,23 @@ def prepare_study(options: SyntheticOptions, progress: Progress | None = None) -
 
     write_json(result.study_json, _study_record(options, scene, result, identity["content"]))
     return result
+
+
+def _check_brightest(brightest_share: float, options: SyntheticOptions) -> None:
+    """Refuse a dose whose brightest detector pixel `reconstruct` would refuse: it takes
+    amplitudes up to `data.MAX_AMPLITUDE` (single precision). `brightest_share`: the brightest
+    pixel's expected photons per photon of the mean pattern."""
+    dose = max(options.doses)
+    photons = brightest_share * dose
+    if np.sqrt(photons + 6 * np.sqrt(photons)) > MAX_AMPLITUDE:  # the mean and 6 sigma
+        below = MAX_AMPLITUDE**2 / brightest_share / 2
+        raise InputError(
+            None,
+            f"at {dose:.3g} photons per pattern the brightest detector pixel expects "
+            f"{photons:.3g} photons; flyrecon reconstructs at most {MAX_AMPLITUDE**2:.0e} per "
+            f"pixel (single precision): choose a dose below {below:.1g}",
+            "--dose",
+        )
 
 
 def _write_split(

@@ -27,7 +27,11 @@ def make_progress() -> Progress:
 
 @contextmanager
 def step_bar(description: str) -> Iterator[StepCallback]:
-    """One bar; yields the callback that moves it."""
+    """One bar; yields the callback that moves it. Off a terminal there is no bar (rich would
+    leave an empty line where it stood, ahead of any error)."""
+    if not err_console.is_terminal:
+        yield lambda text, done, total: None
+        return
     progress = make_progress()
     task = progress.add_task(description, total=None)
 
