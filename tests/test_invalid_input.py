@@ -569,3 +569,51 @@ def test_no_import_is_left_running_when_a_bad_input_returns(tmp_path: Path) -> N
     result = reconstruct(ReconstructOptions(input_npz=bad, output_dir=tmp_path / "out"))
     assert result.returncode == 2
     assert not [t for t in threading.enumerate() if t.name == "flyrecon-warm-up"]
+
+
+def test_control_characters_and_foreign_symbols_in_metadata_draw_quietly(
+    tmp_path: Path,
+) -> None:
+    """A file's metadata reaches the figure's title: no control character and no warning
+    about a glyph the font lacks (its source lines and raw bytes on stderr)."""
+    import warnings
+
+    from corrupt.cases import valid_arrays
+    from flyrecon.reconstruct import job_label
+    from helpers import FakeEngine
+
+    arrays = valid_arrays()
+    arrays["metadata"] = np.array(json.dumps({"view": "a\u0000b\u5bc6", "split": "\n\r"}))
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, **arrays)
+    assert job_label(load_dataset(odd).metadata, odd) == "a?b\u5bc6 view, ?? split"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = reconstruct(
+            ReconstructOptions(input_npz=odd, output_dir=tmp_path / "out"), engine=FakeEngine()
+        )
+    assert result.ok, result.message
+    assert (tmp_path / "out" / "reconstruction.png").exists()
+
+
+def test_huge_metadata_is_not_copied_into_every_record(tmp_path: Path) -> None:
+    """result.json and the manifest (rewritten after every job) keep the small entries."""
+    from corrupt.cases import valid_arrays
+    from helpers import FakeEngine
+
+    arrays = valid_arrays()
+    meta = {"dose": 1000, "view": "dense", "notes": "x" * 5_000_000, "split": "train"}
+    arrays["metadata"] = np.array(json.dumps(meta))
+    big = tmp_path / "big.npz"
+    np.savez(big, **arrays)
+    out = tmp_path / "out"
+    result = reconstruct(ReconstructOptions(input_npz=big, output_dir=out), engine=FakeEngine())
+    assert result.ok, result.message
+    assert (out / "result.json").stat().st_size < 100_000
+    recorded = json.loads((out / "result.json").read_text())["input_metadata"]
+    assert recorded == {
+        "dose": 1000,
+        "view": "dense",
+        "split": "train",
+        "flyrecon_note": "too large to copy here, see the input file: notes",
+    }

@@ -249,6 +249,36 @@ def _check_span(coords: dict[str, np.ndarray], path: Path, chosen: str = "") -> 
         )
 
 
+MIN_PROBE_POWER, MAX_PROBE_POWER = 1e-20, 1e20
+"""The probe's total power (sum of |probeGuess|^2) must lie within these: pty-chi computes in
+single precision (largest 3.4e38), and products of the probe's power overflow or vanish
+beyond them (a probe scaled by 1e20 or 1e-20 made the loss Inf or NaN)."""
+MIN_PROBE_PIXELS = 4.0
+"""The least number of pixels the probe's power may effectively occupy (the participation
+ratio (sum |P|^2)^2 / sum |P|^4): a probe in one pixel (a hot pixel, a delta) made NaN."""
+
+
+def _check_probe_power(probe: np.ndarray, path: Path) -> None:
+    intensity = np.abs(probe.astype(np.complex128)) ** 2
+    power = float(intensity.sum())
+    if not MIN_PROBE_POWER <= power <= MAX_PROBE_POWER:
+        raise _fail(
+            path,
+            f"the probe's power (sum of |probe|^2) is {power:.3g}: it must lie within "
+            f"[{MIN_PROBE_POWER:.0e}, {MAX_PROBE_POWER:.0e}] to be computed in single "
+            "precision; rescale the probe",
+            "probeGuess",
+        )
+    pixels = power**2 / float((intensity**2).sum())
+    if pixels < MIN_PROBE_PIXELS:
+        raise _fail(
+            path,
+            f"the probe's power sits in about {pixels:.1f} pixel{'s' * (pixels >= 1.5)}: a probe "
+            "must light an area (a hot pixel, or a delta?)",
+            "probeGuess",
+        )
+
+
 def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset:
     """Read and validate a DATA-001 NPZ; keep the first `n_images` patterns when given.
 
@@ -299,6 +329,7 @@ def load_dataset(path: Path | str, n_images: int | None = None) -> PtychoDataset
     _check_finite(probe, path, "probeGuess")
     if not probe.any():
         raise _fail(path, "probe is zero everywhere", "probeGuess")
+    _check_probe_power(probe, path)
 
     obj = arrays["objectGuess"]
     _check_ndim(obj, path, "objectGuess", 2)

@@ -14,6 +14,16 @@ from flyrecon import layout
 from flyrecon.atomic import write_with
 
 
+def _save_png(path: Path, fig: Any, dpi: int) -> Path:
+    """Write `fig` as a PNG (atomically). Text the font cannot draw (a symbol from a file's
+    metadata) is drawn as an empty box, without matplotlib's warning on stderr."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
+        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+
+
 def _pyplot():
     import matplotlib
 
@@ -49,7 +59,7 @@ def reconstruction_figure(
     axes[1, 2].set_axis_off()
     fig.suptitle(title)
     try:
-        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
+        return _save_png(path, fig, dpi=90)
     finally:
         plt.close(fig)
 
@@ -265,7 +275,7 @@ def job_figure(
     _plot_frc(fig.add_subplot(grid[2, 2:]), frc)
     fig.suptitle(title)
     try:
-        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
+        return _save_png(path, fig, dpi=80)
     finally:
         plt.close(fig)
 
@@ -370,7 +380,7 @@ def metrics_vs_dose_figure(path: Path, jobs: Sequence[JobSummary]) -> Path:
     unscored = sum(1 for j in jobs if not j.metrics)
     fig.suptitle(f"metrics vs dose ({len(jobs)} jobs, {unscored} failed or unscored)")
     try:
-        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=80))
+        return _save_png(path, fig, dpi=80)
     finally:
         plt.close(fig)
 
@@ -451,7 +461,7 @@ def phase_grid_figure(path: Path, jobs: Sequence[JobSummary], split: str) -> Pat
         fig.colorbar(mappable, cax=cax, label="phase (rad)")
     fig.suptitle(f"phase, {split} split: rows dose, columns truth and views (scanned region)")
     try:
-        return write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=70))
+        return _save_png(path, fig, dpi=70)
     finally:
         plt.close(fig)
 

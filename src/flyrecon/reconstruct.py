@@ -16,6 +16,7 @@ import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,8 +118,39 @@ def job_label(metadata: dict, input_npz: Path) -> str:
     for key in ("view", "split"):
         value = metadata.get(key) if isinstance(metadata, dict) else None
         if isinstance(value, str) and value:
-            parts.append(f"{value} {key}")
-    return ", ".join(parts) or input_npz.name
+            parts.append(f"{printable(value)} {key}")
+    return ", ".join(parts) or printable(input_npz.name)
+
+
+RECORDED_METADATA_BYTES = 64 * 1024
+"""The most of an input's metadata (as JSON) copied into result.json and every manifest record
+(the manifest is rewritten after each job)."""
+
+
+def recorded_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` as the records keep it: whole when small, else its entries in order while
+    they fit in `RECORDED_METADATA_BYTES`, and a note naming the ones left in the input."""
+    if len(json.dumps(metadata)) <= RECORDED_METADATA_BYTES:
+        return metadata
+    kept: dict[str, Any] = {}
+    left: list[str] = []
+    budget = RECORDED_METADATA_BYTES
+    for key, value in metadata.items():
+        size = len(json.dumps({key: value}))
+        if size <= budget:
+            kept[key] = value
+            budget -= size
+        else:
+            left.append(key)
+    names = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+    kept["flyrecon_note"] = f"too large to copy here, see the input file: {names}"
+    return kept
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a NUL, a carriage return from a file's metadata or
+    name) shown as "?": titles and logs stay one clean line."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _epochs_label(engine: EngineResult) -> str:
@@ -179,7 +211,7 @@ def _write_outputs(
     write_product(out / layout.PRODUCT_H5, _product(dataset, engine, canvas, options))
     title = (
         f"{job_label(dataset.metadata, options.input_npz)}: {settings.algorithm}, "
-        f"{_epochs_label(engine)} ({engine.stop_kind})\n{options.input_npz}"
+        f"{_epochs_label(engine)} ({engine.stop_kind})\n{printable(str(options.input_npz))}"
     )
     marks = StopMarks(
         engine.trace.arrays(), str(engine.stop_kind), engine.epochs_run, engine.averaged_epochs
@@ -401,7 +433,7 @@ def _run(
     )
     logger.info("settings: %s", settings.model_dump_json())
     result.n_patterns = dataset.n_patterns
-    result.input_metadata = dataset.metadata
+    result.input_metadata = recorded_metadata(dataset.metadata)
     result.doubts = list(dataset.doubts)
     _, geometry_problem = recorded_geometry(dataset.metadata)
     if geometry_problem:

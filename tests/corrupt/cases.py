@@ -56,6 +56,17 @@ def _set(key: str, value: Callable[[Arrays], np.ndarray]) -> Callable[[Arrays], 
     return mutate
 
 
+def _one_pixel(a: Arrays) -> np.ndarray:
+    probe = np.zeros_like(a["probeGuess"])
+    probe[5, 7] = 1.0
+    return probe
+
+
+def _hot_pixel(a: Arrays) -> np.ndarray:
+    """The probe with one pixel 1000x its brightest (an unmasked detector defect)."""
+    return a["probeGuess"] + _one_pixel(a) * 1e3 * np.abs(a["probeGuess"]).max()
+
+
 def _drop(key: str) -> Callable[[Arrays], Arrays]:
     def mutate(a: Arrays) -> Arrays:
         del a[key]
@@ -269,6 +280,26 @@ CASES: list[Case] = [
         "non-square",
         _npz(_set("diffraction", lambda a: a["diffraction"][:, :, :-2])),
         ("diffraction", "square"),
+    ),
+    Case(
+        "probe-far-too-bright",
+        _npz(_set("probeGuess", lambda a: a["probeGuess"] * np.float32(1e20))),
+        ("probeGuess", "power", "rescale the probe"),
+    ),
+    Case(
+        "probe-far-too-faint",
+        _npz(_set("probeGuess", lambda a: a["probeGuess"] * np.float32(1e-20))),
+        ("probeGuess", "power", "rescale the probe"),
+    ),
+    Case(
+        "probe-one-pixel",
+        _npz(_set("probeGuess", _one_pixel)),
+        ("probeGuess", "sits in about 1.0 pixel:"),
+    ),
+    Case(
+        "probe-hot-pixel",
+        _npz(_set("probeGuess", _hot_pixel)),
+        ("probeGuess", "sits in about 1.0 pixel:"),
     ),
     Case(
         "probe-shape",
