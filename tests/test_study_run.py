@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,37 @@ def test_dry_run_lists_jobs_without_importing_torch(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert not (tmp_path / layout.MANIFEST_JSON).exists()
+
+
+def test_dry_run_marks_an_input_that_cannot_be_read(tree: Path, tmp_path: Path) -> None:
+    """Only the zip directory is looked at: a truncated file and one missing a key are marked,
+    the others are not, and nothing runs."""
+    broken = sorted(tree.rglob("*.npz"))[:2]
+    broken[0].write_bytes(broken[0].read_bytes()[:500])
+    with zipfile.ZipFile(broken[1], "w") as archive:
+        archive.writestr("diffraction.npy", b"")
+    result = runner.invoke(
+        app,
+        [
+            "study-run",
+            "--phase-c-root",
+            str(tree / "phase_c"),
+            "--phase-d-root",
+            str(tree / "phase_d"),
+            "--artifact-root",
+            str(tmp_path / "art"),
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("unusable input:")]
+    assert sorted(lines) == sorted(
+        [
+            f"unusable input: {broken[0]}: is a damaged zip archive (truncated: its directory "
+            "is missing)",
+            f"unusable input: {broken[1]}: objectGuess: missing required key",
+        ]
+    )
 
 
 def test_real_study_on_a_small_tree(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def check_npz_file(path: Path) -> None:
     if not path.exists():
         if path.is_symlink():
             raise _fail(path, "is a symbolic link to nothing (its target is missing, or it loops)")
-        raise _fail(path, "file not found")
+        raise _fail(path, "not found")
     if path.is_dir():
         raise _fail(path, "is a directory, expected an .npz file")
     if not path.is_file():
@@ -99,6 +99,21 @@ def check_npz_file(path: Path) -> None:
         if starts_as_zip:
             raise _fail(path, "is a damaged zip archive (truncated: its directory is missing)")
         raise _fail(path, "not an NPZ archive (not a zip file)")
+
+
+def npz_problem(path: Path) -> str | None:
+    """What makes `path` unusable as a DATA-001 file, from its zip directory alone (no array
+    is read: a quick look for `study-run --dry-run`), or None."""
+    try:
+        check_npz_file(path)
+        with zipfile.ZipFile(path) as archive:
+            names = {name.removesuffix(".npy") for name in archive.namelist()}
+    except InputError as exc:
+        return exc.problem
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"not a readable NPZ archive ({exc})"
+    missing = [key for key in REQUIRED_KEYS if key not in names]
+    return f"{missing[0]}: missing required key" if missing else None
 
 
 def open_npz(path: Path) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flyrecon.cli import _params as p
@@ -270,7 +271,9 @@ def study_run_command(
 
 
 def _dry_run(options: StudyOptions) -> None:
-    """The jobs a real run would run, after the same checks (and the same messages)."""
+    """The jobs a real run would run, after the same checks (and the same messages), each
+    input's zip directory looked at (a damaged file is marked; no array is read)."""
+    from flyrecon.data import npz_problem
     from flyrecon.study.runner import validate_study
 
     with handled():
@@ -282,8 +285,13 @@ def _dry_run(options: StudyOptions) -> None:
     )
     for col in ("dose", "view", "split", "input", "output"):
         table.add_column(col)
+    unusable: list[str] = []
     for job in plan.selected:
         note = " [yellow](missing: skipped)[/]" if job.key in skipped else ""
+        problem = None if note else npz_problem(job.input_npz)
+        if problem:
+            note = " [red](unusable)[/]"
+            unusable.append(f"{job.input_npz}: {problem}")
         table.add_row(
             str(job.dose),
             str(job.view),
@@ -292,6 +300,8 @@ def _dry_run(options: StudyOptions) -> None:
             str(job.output_dir),
         )
     err_console.print(table)
+    for line in unusable:  # a real run records these jobs invalid
+        err_console.print(f"[red]unusable input:[/] {escape(line)}", soft_wrap=True)
 
 
 def _summary_table(records: list[JobRecord]) -> Table:
