@@ -492,17 +492,23 @@ def test_memory_follows_the_cgroup_limit(
     assert available == expected if expected is not None else available > 1_000_000
 
 
-@pytest.mark.parametrize("case", CASES[:6], ids=[c.name for c in CASES[:6]])
-def test_a_bad_input_leaves_an_earlier_result_whole(
-    case: Case, tiny_npz: Path, tmp_path: Path
-) -> None:
-    """A job re-run on a broken input must not wipe the folder's complete earlier result."""
+@pytest.fixture
+def earlier_result(tiny_npz: Path, tmp_path: Path) -> Path:
+    """A folder holding a complete result of `tiny_npz` (a stand-in engine's)."""
     from helpers import FakeEngine
 
     out = tmp_path / "out"
-    assert reconstruct(
-        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
-    ).ok
+    options = ReconstructOptions(input_npz=tiny_npz, output_dir=out)
+    assert reconstruct(options, engine=FakeEngine()).ok
+    return out
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=[c.name for c in CASES[:6]])
+def test_a_bad_input_leaves_an_earlier_result_whole(
+    case: Case, earlier_result: Path, tmp_path: Path
+) -> None:
+    """A job re-run on a broken input must not wipe the folder's complete earlier result."""
+    out = earlier_result
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = case.write(tmp_path)
     result = runner.invoke(app, ["reconstruct", "--input-npz", str(bad), "--output-dir", str(out)])
@@ -512,14 +518,11 @@ def test_a_bad_input_leaves_an_earlier_result_whole(
 
 @pytest.mark.parametrize("name", ["reconstruct.log", "result.json", "ptychi_reconstruction.npz"])
 def test_an_output_name_taken_by_a_folder_is_refused_before_anything_is_written(
-    name: str, tiny_npz: Path, tmp_path: Path
+    name: str, earlier_result: Path, tiny_npz: Path
 ) -> None:
     from helpers import FakeEngine
 
-    out = tmp_path / "out"
-    assert reconstruct(
-        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
-    ).ok
+    out = earlier_result
     blocked = out / name
     blocked.unlink()
     blocked.mkdir()
