@@ -22,7 +22,7 @@ import numpy as np
 
 from flyrecon import __version__, layout
 from flyrecon.atomic import atomic_path, folder_lock, write_json, write_with
-from flyrecon.data import PtychoDataset, check_npz_file, load_dataset
+from flyrecon.data import PtychoDataset, load_dataset, npz_problem
 from flyrecon.engine import EngineFn, EngineInput, EngineResult, EpochCallback, resolve_device
 from flyrecon.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FlyreconError, InputError, one_line
 from flyrecon.geometry import Canvas, canvas_for
@@ -256,10 +256,9 @@ def reconstruct(
         output_dir=str(out),
         options=settings.model_dump(mode="json"),
     )
-    try:  # nothing is started for an input that is not there
-        check_npz_file(options.input_npz)
-    except InputError as exc:
-        return _invalid(result, str(exc), start)
+    problem = npz_problem(options.input_npz)  # its zip directory: no array is read
+    if problem:  # nothing is started (the engine's imports) for a file that cannot be one
+        return _invalid(result, f"{options.input_npz}: {problem}", start)
     device_problem = _device_problem(settings.device)
     if device_problem:  # before the folder is touched: a wrong node must not wipe results
         return _invalid(result, device_problem, start)
