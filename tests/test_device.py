@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,10 +119,10 @@ def test_patterns_that_do_not_fit_on_the_gpu_stay_on_the_host(
     options = engine.build_options(ReconSettings(), "cpu", 16)
     options.data_options.save_data_on_device = True
     inp = engine.EngineInput(
-        intensities=torch.zeros(16, 8, 8).numpy(),
-        positions_px=torch.zeros(16, 2).double().numpy(),
-        object_init=torch.ones(16, 16, dtype=torch.complex64).numpy(),
-        probe_init=torch.ones(8, 8, dtype=torch.complex64).numpy(),
+        intensities=np.zeros((16, 8, 8), np.float32),
+        positions_px=np.zeros((16, 2)),
+        object_init=np.ones((16, 16), np.complex64),
+        probe_init=np.ones((8, 8), np.complex64),
     )
     engine.new_task(options, inp)
     assert tries == [True, False]

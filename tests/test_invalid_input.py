@@ -620,3 +620,22 @@ def test_huge_metadata_is_not_copied_into_every_record(tmp_path: Path) -> None:
         "split": "train",
         "flyrecon_note": "too large to copy here, see the input file: notes",
     }
+
+
+def test_a_bug_while_reading_fails_the_job_rather_than_calling_the_input_invalid(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flyrecon.reconstruct as rec
+    from helpers import FakeEngine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug nobody foresaw")
+
+    monkeypatch.setattr(rec, "engine_input", broken)
+    out = tmp_path / "out"
+    result = reconstruct(
+        ReconstructOptions(input_npz=tiny_npz, output_dir=out), engine=FakeEngine()
+    )
+    assert (result.returncode, str(result.status)) == (1, "failed")
+    assert result.message == "unexpected error: ZeroDivisionError: a bug nobody foresaw"
+    assert not out.exists()

@@ -299,8 +299,11 @@ def _reconstruct_into(
         prepared = _prepare(options)
     except FlyreconError as exc:
         return _invalid(result, str(exc), start, exc.exit_code)
-    except Exception as exc:  # a bug: the job fails, never raises
-        return _invalid(result, f"unexpected error: {one_line(exc)}", start, EXIT_FAILED)
+    except Exception as exc:  # a bug: the job fails (not invalid), never raises
+        result.returncode, result.status = EXIT_FAILED, JobStatus.FAILED
+        result.message = f"unexpected error: {one_line(exc)}"
+        result.wall_time_s = time.perf_counter() - start
+        return result
     with ExitStack() as held:  # the folder's lock, held until result.json is written
         log_stack = ExitStack()
         try:
